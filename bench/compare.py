@@ -1,0 +1,251 @@
+#!/usr/bin/env python3
+"""Compare coev benchmark programs with their libevent twins.
+
+Usage: python3 bench/compare.py BUILD_DIR [--short] [--reps N] [--backend NAME]
+
+Each coev program is run beside its libevent twin alternately
+(coev, twin, coev, twin, ...) REPS times (default 5).  The last line of each
+program's stdout is a "tag key=value ..." line; the chosen fields are parsed
+and a Markdown table is printed with, per field, the coev and libevent
+medians (min-max) and the median of the per-repetition ratios coev/libevent.
+All figures are times, so lower is better and a ratio below 1.0 means coev
+was faster.
+
+If `taskset` exists and there are at least 2 CPUs, every program runs under
+`taskset -c 1`.  A pair whose libevent twin is not built is skipped with a
+note; any failure (missing coev binary, non-zero exit, timeout, unparsable
+output) is reported, the remaining rows still run, and the script exits 1.
+
+To add a benchmark, append a Bench(...) to BENCHES below.  Standard library
+only.
+"""
+
+import argparse
+import datetime
+import os
+import platform
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+from dataclasses import dataclass
+from typing import Callable, List, Sequence
+
+TIMEOUT_S = 120
+
+
+@dataclass
+class Bench:
+    name: str                     # row label
+    coev: str                     # coev binary, relative to BUILD_DIR
+    twin: str                     # libevent twin binary, relative to BUILD_DIR
+    args: Callable[[bool], List[str]]  # short_mode -> argv shared by both programs
+    params: Callable[[bool], str]  # short_mode -> parameters shown in the table
+    fields: Sequence[str]         # key=value fields to compare (one row each)
+    decimals: int = 2             # decimals shown for this bench's figures
+    coev_extra: Sequence[str] = ()  # extra argv only for the coev program
+    twin_extra: Sequence[str] = ()  # extra argv only for the libevent twin
+
+
+BENCHES = [
+    Bench(
+        name="pipe_chain",
+        coev="bench/pipe_chain",
+        twin="bench/pipe_chain_libevent",
+        args=lambda short: ["-n", "1000", "-a", "10", "-w", "1000",
+                            "-r", "10" if short else "25"],
+        params=lambda short: "n=1000 a=10 w=1000 r=" + ("10" if short else "25"),
+        fields=["us_per_round"],
+    ),
+    Bench(
+        name="timers",
+        coev="bench/timers",
+        twin="bench/timers_libevent",
+        args=lambda short: ["-n", "200000" if short else "1000000"],
+        params=lambda short: "n=" + ("200000" if short else "1000000"),
+        fields=["add_ns", "cancel_ns", "fire_ns"],
+        decimals=1,
+    ),
+]
+
+
+class RunError(Exception):
+    pass
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() in ("model name", "Model", "cpu model"):
+                    return value.strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def nproc() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def pin_prefix() -> List[str]:
+    """['taskset', '-c', '1'] when pinning is possible, else []."""
+    if shutil.which("taskset") is None or nproc() < 2:
+        return []
+    try:
+        if 1 not in os.sched_getaffinity(0):
+            return []
+    except (AttributeError, OSError):
+        pass
+    return ["taskset", "-c", "1"]
+
+
+def parse_last_line(stdout: str) -> dict:
+    lines = [l for l in stdout.splitlines() if l.strip()]
+    if not lines:
+        raise RunError("no output on stdout")
+    result = {}
+    for token in lines[-1].split():
+        key, sep, value = token.partition("=")
+        if sep:
+            result[key] = value
+    return result
+
+
+def run_one(argv: List[str], fields: Sequence[str]) -> dict:
+    """Run argv, return {field: float} parsed from the last stdout line."""
+    cmd = " ".join(shlex.quote(a) for a in argv)
+    try:
+        proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, timeout=TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise RunError(f"timed out after {TIMEOUT_S} s: {cmd}")
+    except OSError as e:
+        raise RunError(f"could not run {cmd}: {e}")
+    if proc.returncode != 0:
+        tail = "\n".join(proc.stderr.strip().splitlines()[-5:])
+        raise RunError(f"exit status {proc.returncode}: {cmd}\n{tail}")
+    kv = parse_last_line(proc.stdout)
+    out = {}
+    for f in fields:
+        if f not in kv:
+            raise RunError(f"field '{f}' missing from last line "
+                           f"{proc.stdout.strip().splitlines()[-1]!r}: {cmd}")
+        try:
+            out[f] = float(kv[f])
+        except ValueError:
+            raise RunError(f"field '{f}' is not a number ({kv[f]!r}): {cmd}")
+    return out
+
+
+def fmt(values: List[float], d: int) -> str:
+    return f"{statistics.median(values):.{d}f} ({min(values):.{d}f}–{max(values):.{d}f})"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description="Compare coev benchmarks with their libevent twins.")
+    ap.add_argument("build_dir", metavar="BUILD_DIR")
+    ap.add_argument("--short", action="store_true", help="fewer rounds / timers per run")
+    ap.add_argument("--reps", type=int, default=5, help="alternating repetitions (min 5, default 5)")
+    ap.add_argument("--backend", default=None,
+                    help="passed as --backend NAME to both programs (default: their own default)")
+    opts = ap.parse_args()
+    if opts.reps < 5:
+        ap.error("--reps must be at least 5")
+
+    build = opts.build_dir
+    pin = pin_prefix()
+    backend_args = ["--backend", opts.backend] if opts.backend else []
+    backend_label = opts.backend or "default"
+    cmdline = getattr(sys, "orig_argv", [sys.executable] + sys.argv)
+
+    print("# coev vs libevent")
+    print()
+    print(f"- date: {datetime.datetime.now().astimezone().isoformat(timespec='seconds')}")
+    print(f"- nproc: {nproc()}")
+    print(f"- kernel (uname -r): {platform.release()}")
+    print(f"- CPU: {cpu_model()}")
+    print(f"- pinning: {' '.join(pin) if pin else 'none'}")
+    print(f"- repetitions: {opts.reps} (alternating coev, libevent){' [short]' if opts.short else ''}")
+    print(f"- command: `{shlex.join(cmdline)}`")
+    print()
+    print("Figures are times (lower is better): median (min–max) over the repetitions. "
+          "Ratio = median of per-repetition coev/libevent; ratio < 1.0: coev faster.")
+    print()
+
+    header = ["bench", "parameters", "backend", "coev", "libevent", "ratio coev/libevent"]
+    rows = []
+    notes = []
+    failed = False
+
+    for b in BENCHES:
+        args = b.args(opts.short)
+        params = b.params(opts.short)
+        coev_bin = os.path.join(build, b.coev)
+        twin_bin = os.path.join(build, b.twin)
+        if not os.path.exists(twin_bin):
+            notes.append(f"{b.name}: skipped, libevent twin {twin_bin} not built")
+            rows.append([b.name, params, backend_label, "skipped", "not built", "–"])
+            continue
+        if not os.path.exists(coev_bin):
+            msg = f"{b.name}: coev program {coev_bin} not found"
+            print(f"ERROR: {msg}", file=sys.stderr)
+            notes.append(f"{b.name}: FAILED, {msg}")
+            rows.append([b.name, params, backend_label, "FAILED", "–", "–"])
+            failed = True
+            continue
+
+        coev_argv = pin + [coev_bin] + args + list(b.coev_extra) + backend_args
+        twin_argv = pin + [twin_bin] + args + list(b.twin_extra) + backend_args
+        results = {"coev": [], "twin": []}
+        error = None
+        failed_side = None
+        for rep in range(opts.reps):
+            for side, argv in (("coev", coev_argv), ("twin", twin_argv)):
+                print(f"[{b.name}] rep {rep + 1}/{opts.reps} {side}: "
+                      f"{shlex.join(argv)}", file=sys.stderr, flush=True)
+                try:
+                    results[side].append(run_one(argv, b.fields))
+                except RunError as e:
+                    error = str(e)
+                    failed_side = side
+                    break
+            if error:
+                break
+        if error:
+            print(f"ERROR: {b.name}: {error}", file=sys.stderr)
+            notes.append(f"{b.name}: FAILED, {error.splitlines()[0]}")
+            rows.append([b.name, params, backend_label,
+                         "FAILED" if failed_side == "coev" else "–",
+                         "FAILED" if failed_side == "twin" else "–", "–"])
+            failed = True
+            continue
+
+        for f in b.fields:
+            cv = [r[f] for r in results["coev"]]
+            tv = [r[f] for r in results["twin"]]
+            ratios = [c / t for c, t in zip(cv, tv) if t > 0]
+            ratio = f"{statistics.median(ratios):.3f}" if ratios else "n/a"
+            rows.append([f"{b.name} {f}", params, backend_label, fmt(cv, b.decimals), fmt(tv, b.decimals), ratio])
+
+    print("| " + " | ".join(header) + " |")
+    print("|" + "|".join("---" for _ in header) + "|")
+    for r in rows:
+        print("| " + " | ".join(r) + " |")
+    if notes:
+        print()
+        for n in notes:
+            print(f"- note: {n}")
+    if failed:
+        print("\nERROR: at least one benchmark failed (see messages above).", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

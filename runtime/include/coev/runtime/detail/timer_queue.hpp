@@ -1,0 +1,103 @@
+// coev/runtime/detail/timer_queue.hpp
+// The loop's timers: a 4-ary min-heap with O(log n) cancel, plus FIFO lists for durations that
+// repeat (libevent's common timeouts), where adding and cancelling are O(1).
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+namespace coev::detail {
+
+using time_point = std::chrono::steady_clock::time_point;
+using duration = std::chrono::steady_clock::duration;
+
+struct timer_fifo;
+
+/// An armed deadline. Lives inside the awaiter that waits for it; `fire` runs on the loop
+/// thread after the node has been unlinked, so it may re-arm it or cancel other timers.
+struct timer_node {
+    using fire_fn = void (*)(timer_node*) noexcept;
+    static constexpr std::uint32_t npos = ~std::uint32_t{0};
+
+    time_point deadline{};
+    std::uint64_t seq = 0;
+    fire_fn fire = nullptr;
+    std::uint32_t heap_index = npos;  // set while this node itself sits in the heap
+    timer_fifo* fifo = nullptr;       // set while this node waits in a FIFO list
+    timer_node* prev = nullptr;
+    timer_node* next = nullptr;
+
+    bool armed() const noexcept { return heap_index != npos || fifo != nullptr; }
+};
+
+struct timer_fifo {
+    duration period{};
+    timer_node* head = nullptr;
+    timer_node* tail = nullptr;
+    timer_node proxy;  // stands in the heap for `head`
+};
+
+class timer_queue {
+public:
+    timer_queue();
+    timer_queue(const timer_queue&) = delete;
+    timer_queue& operator=(const timer_queue&) = delete;
+
+    /// Arms `n` for an absolute deadline.
+    void add_at(timer_node& n, time_point deadline);
+    /// Arms `n` for `now + d`; durations that repeat go to an O(1) FIFO list. `now` must never
+    /// go backwards between calls (the loop's cached clock guarantees it).
+    void add_after(timer_node& n, time_point now, duration d);
+    /// Disarms `n` if armed; never searches.
+    void cancel(timer_node& n) noexcept;
+    /// Unlinks and fires every timer due at `now`, earliest first, ties in arming order.
+    std::size_t expire(time_point now);
+
+    bool empty() const noexcept { return count_ == 0; }
+    std::size_t size() const noexcept { return count_; }
+    /// The earliest deadline; only meaningful when !empty().
+    time_point next_deadline() const noexcept { return heap_.front().node->deadline; }
+
+    /// Calls f(const timer_node&) for every armed timer (for dump()).
+    template <class F> void for_each(F&& f) const {
+        for (const entry& e : heap_)
+            if (!is_proxy(e.node)) f(*e.node);
+        for (const auto& q : fifos_)
+            for (const timer_node* n = q->head; n; n = n->next) f(*n);
+    }
+
+private:
+    struct entry {
+        std::int64_t key;  // deadline in ns, copied here so sifting rarely reads node memory
+        timer_node* node;
+    };
+    static bool less(const entry& a, const entry& b) noexcept {
+        // Equal deadlines (rare outside tests) fall back to arming order.
+        return a.key < b.key || (a.key == b.key && a.node->seq < b.node->seq);
+    }
+    static std::int64_t key_of(time_point t) noexcept { return t.time_since_epoch().count(); }
+    bool is_proxy(const timer_node* n) const noexcept { return n->fire == nullptr; }
+
+    void heap_push(timer_node& n);
+    void heap_erase(std::uint32_t i) noexcept;
+    void heap_update(std::uint32_t i) noexcept;  // key of entry i changed either way
+    void sift_up(std::uint32_t i) noexcept;
+    void sift_down(std::uint32_t i) noexcept;
+    void place(std::uint32_t i, const entry& e) noexcept {
+        heap_[i] = e;
+        e.node->heap_index = i;
+    }
+    timer_fifo* fifo_for(duration d);
+    void fifo_unlink(timer_node& n) noexcept;
+
+    std::vector<entry> heap_;
+    std::vector<std::unique_ptr<timer_fifo>> fifos_;
+    duration last_period_{-1};
+    std::uint64_t next_seq_ = 0;
+    std::size_t count_ = 0;
+};
+
+}  // namespace coev::detail

@@ -1,0 +1,322 @@
+// coev/runtime/event_loop.hpp
+// event_loop: libevent's event_base in coroutine form. One per thread; it owns the backend,
+// the timers, the run queue, signal delivery and the queue of work posted from other threads.
+#pragma once
+
+#include <coev/runtime/detail/ready_queue.hpp>
+#include <coev/runtime/detail/timer_queue.hpp>
+#include <coev/runtime/task.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <iosfwd>
+#include <memory>
+#include <mutex>
+#include <coev/runtime/source_location.hpp>
+#include <span>
+#include <stdexcept>
+#include <stop_token>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <vector>
+
+namespace coev {
+
+using clock = std::chrono::steady_clock;
+using time_point = clock::time_point;
+using duration = clock::duration;
+
+/// What a backend can do; loop_config::require asks for a set of these.
+enum class backend_feature : unsigned {
+    none = 0,
+    edge_triggered = 1,   ///< readiness reported on change (epoll ET, kqueue EV_CLEAR)
+    o1_add_remove = 2,    ///< adding or removing a watched fd is O(1)
+    arbitrary_fds = 4,    ///< any fd number may be watched (select cannot exceed FD_SETSIZE)
+    completion = 8,       ///< operations are submitted and complete (io_uring, IOCP)
+};
+constexpr backend_feature operator|(backend_feature a, backend_feature b) noexcept {
+    return backend_feature(unsigned(a) | unsigned(b));
+}
+constexpr bool has_all(backend_feature have, backend_feature want) noexcept {
+    return (unsigned(have) & unsigned(want)) == unsigned(want);
+}
+
+/// How the loop reads time.
+enum class clock_mode {
+    monotonic,     ///< the system's monotonic clock
+    manual,        ///< moves only with advance(); run() never sleeps waiting for a timer
+    auto_advance,  ///< like manual, but an idle loop jumps to the next deadline at once
+};
+
+/// libevent's event_config: which backend and how the loop behaves.
+struct loop_config {
+    std::string prefer;                 ///< backend name tried first ("epoll", ...)
+    std::vector<std::string> avoid;     ///< backend names never used
+    backend_feature require = backend_feature::none;
+    bool ignore_env = false;            ///< ignore COEV_BACKEND
+    int priorities = 1;                 ///< run-queue priorities; 0 runs first
+    clock_mode clock = clock_mode::monotonic;
+    bool precise_time = false;          ///< now() reads the clock on every call
+};
+
+/// Returned by run(): whether it ended because nothing was pending, stop() or stop_after().
+enum class run_mode {
+    until_empty,    ///< return when nothing is pending (event_base_dispatch)
+    until_stopped,  ///< keep waiting when empty (EVLOOP_NO_EXIT_ON_EMPTY)
+};
+
+struct loop_counters {
+    std::uint64_t iterations = 0;   ///< backend waits, blocking or not
+    std::uint64_t resumed = 0;      ///< coroutine steps run from the run queue
+    std::uint64_t ns_blocked = 0;   ///< time spent inside the backend's wait
+};
+
+class event_loop;
+namespace detail {
+// Initial-exec TLS: reading it is one instruction, even from a shared library.
+[[gnu::tls_model("initial-exec")]] extern thread_local event_loop* current_loop;
+}  // namespace detail
+
+/// Backend names this build can use, best first (event_get_supported_methods).
+std::vector<std::string_view> supported_backends();
+
+namespace detail {
+
+class backend;
+class signal_hub;
+struct io_wait;
+
+/// A std::error_code that costs nothing to clear or test: success is a null category, so the
+/// hot path never calls std::system_category().
+class error_slot {
+public:
+    error_slot& operator=(std::error_code e) noexcept {
+        value_ = e.value();
+        cat_ = e ? &e.category() : nullptr;
+        return *this;
+    }
+    void clear() noexcept { cat_ = nullptr; }
+    explicit operator bool() const noexcept { return cat_ != nullptr; }
+    std::error_code code() const noexcept {
+        return cat_ ? std::error_code(value_, *cat_) : std::error_code();
+    }
+
+private:
+    int value_ = 0;
+    const std::error_category* cat_ = nullptr;
+};
+
+/// The part of every wait the loop can cancel: an armed wait completes exactly once, with
+/// success, an error, `timed_out` or `operation_canceled`, and is then queued to run.
+struct waiter {
+    using cancel_fn = void (*)(waiter*, std::error_code) noexcept;
+    ready_node node;
+    cancel_fn cancel = nullptr;            // deregisters and completes with the code given
+    error_slot ec;
+    std::atomic<bool> cancel_posted{false};  // a stop request from another thread is queued
+    coev::source_location where;
+};
+
+/// Cached per-fd state: who waits, and readiness last reported (the readiness cache).
+struct fd_state {
+    io_wait* reader = nullptr;
+    io_wait* writer = nullptr;
+    std::uint8_t ready = 3;       // bit 0 readable, bit 1 writable; "maybe" until EAGAIN
+    bool registered = false;      // known to the backend
+    bool always_ready = false;    // regular files: epoll refuses them, they never block
+    bool not_socket = false;      // recv()/send() said ENOTSOCK: use read()/write()
+    bool seen = false;            // first use checked (debug mode: is it non-blocking?)
+};
+
+/// The stop callback every coev awaiter installs: cancels its waiter through the loop.
+struct cancel_on_stop {
+    event_loop* loop;
+    waiter* w;
+    void operator()() noexcept;
+};
+
+}  // namespace detail
+
+/// A coroutine event loop. Not thread-safe except post(), stop() and the cross-thread
+/// cancellation of waits; everything else is called on the thread running it.
+class event_loop {
+public:
+    event_loop();
+    explicit event_loop(const loop_config& config);
+    ~event_loop();
+    event_loop(const event_loop&) = delete;
+    event_loop& operator=(const event_loop&) = delete;
+
+    /// The loop running on this thread, or null outside run()/run_once()/poll().
+    static event_loop* current() noexcept { return detail::current_loop; }
+
+    /// Runs until nothing is pending (or forever with run_mode::until_stopped), stop(), or the
+    /// deadline of stop_after().
+    void run(run_mode mode = run_mode::until_empty);
+    /// One iteration: waits for something to happen if nothing is ready, runs what became
+    /// ready (EVLOOP_ONCE). Returns has_pending().
+    bool run_once();
+    /// One iteration without waiting (EVLOOP_NONBLOCK). Returns has_pending().
+    bool poll();
+    /// loopbreak: run() returns as soon as the running task step suspends. Thread-safe.
+    void stop() noexcept;
+    /// loopexit: after `d`, run() returns once everything already due has run.
+    void stop_after(duration d);
+    bool got_stop() const noexcept { return got_stop_; }
+    bool got_exit() const noexcept { return got_exit_; }
+
+    /// Time cached once per iteration (or read afresh with precise_time).
+    time_point now() const noexcept { return precise_ ? read_clock() : now_; }
+    void update_time() noexcept { now_ = read_clock(); }
+    /// Manual clocks only: moves time forward and runs what became due. Never sleeps.
+    void advance(duration d);
+
+    /// Runs `fn` on this loop's thread in a coming iteration. Safe from any thread.
+    void post(std::function<void()> fn);
+
+    /// True while anything can still make progress: ready tasks, fd waits, timers, signal
+    /// waits, posted work.
+    bool has_pending() const noexcept;
+
+    std::string_view backend_name() const noexcept;
+    backend_feature features() const noexcept;
+    int priorities() const noexcept { return int(ready_.size()); }
+    const loop_counters& counters() const noexcept { return counters_; }
+    /// Writes every pending wait: fd and interest, timer deadlines, signals, ready tasks.
+    void dump(std::ostream& out) const;
+
+    /// Handler for exceptions that escape spawned tasks; default: log and keep running.
+    void set_exception_handler(std::function<void(std::exception_ptr)> h) {
+        on_exception_ = std::move(h);
+    }
+
+    /// Re-creates the backend and internal fds in a forked child (event_reinit).
+    void reinit_after_fork();
+
+    // ---- used by awaiters and the rest of coev; not for application code ----
+    void schedule(detail::ready_node* n) noexcept {
+        ready_[n->priority].push(n);
+        if (n->priority < running_priority_) preempt_ = true;
+    }
+    /// Queues a waiter to resume with its current `ec`.
+    void complete(detail::waiter* w) noexcept { schedule(&w->node); }
+    detail::timer_queue& timers() noexcept { return timers_; }
+    /// Who waits on `fd` changed; level-triggered backends adjust what they watch.
+    void interest_changed(int fd, detail::fd_state& st) noexcept {
+        if (level_backend_) update_interest(fd, st);
+    }
+    /// Has the backend watch `fd` (see detail::backend::watch).
+    std::error_code watch_fd(int fd, detail::fd_state& st, bool rearm) noexcept;
+    void cancel_wait(detail::io_wait& w, std::error_code ec) noexcept;
+    /// Deregisters a wait whose frame is being destroyed; nothing is resumed.
+    void drop_wait(detail::io_wait& w) noexcept;
+    /// Takes a queued wake-up back (its frame is being destroyed).
+    void unschedule(detail::ready_node* n) noexcept { ready_[n->priority].remove(n); }
+    detail::fd_state& fd(int fd) {
+        auto i = static_cast<std::size_t>(fd);
+        return i < fds_.size() ? fds_[i] : grow_fds(i);
+    }
+    /// Forgets everything cached for `fd` before it is closed; waiters resume with
+    /// error::closed.
+    void forget_fd(int fd) noexcept;
+    /// Called from a stop callback: cancels now on this thread, else queues it.
+    void request_cancel(detail::waiter* w) noexcept;
+    /// Removes a queued cross-thread cancel for `w` (its awaiter is going away).
+    void retract_cancel(detail::waiter* w) noexcept;
+    void add_root(detail::root_info* r) noexcept;
+    void remove_root(detail::root_info* r) noexcept;
+    void unhandled(std::exception_ptr e) noexcept;
+    detail::signal_hub& signals();
+    std::error_code watch_signal_fd(int fd) noexcept;
+    void count_wait(int delta) noexcept { waits_ += delta; }
+    std::uint8_t default_priority() const noexcept {
+        return std::uint8_t(ready_.size() / 2);
+    }
+    /// Clamp for priorities given by users.
+    std::uint8_t clamp_priority(int p) const noexcept;
+    bool on_loop_thread() const noexcept { return current() == this; }
+    /// Backends report readiness here: bit 0 readable, bit 1 writable.
+    void on_fd_event(int fd, std::uint8_t bits) noexcept;
+
+private:
+    time_point read_clock() const noexcept;
+    void iterate(bool may_block);
+    void run_ready();
+    void drain_posted();
+    struct scope;
+    detail::fd_state& grow_fds(std::size_t i);
+    void update_interest(int fd, detail::fd_state& st) noexcept;
+
+    std::unique_ptr<detail::backend> backend_;
+    std::vector<detail::ready_list> ready_;
+    detail::timer_queue timers_;
+    std::vector<detail::fd_state> fds_;
+    std::unique_ptr<detail::signal_hub> signals_;
+    detail::root_info* roots_ = nullptr;
+    std::function<void(std::exception_ptr)> on_exception_;
+    struct exit_node : detail::timer_node {
+        event_loop* loop = nullptr;
+    };
+    exit_node exit_timer_;
+    loop_counters counters_;
+    time_point now_{};
+    time_point manual_now_{};
+    clock_mode clock_;
+    bool precise_ = false;
+    int waits_ = 0;                   // armed fd and signal waits
+    bool level_backend_ = false;      // the backend needs interest_changed()
+    unsigned running_priority_ = ~0u;
+    bool preempt_ = false;
+    std::atomic<bool> stop_flag_{false};
+    bool exit_flag_ = false;
+    bool got_stop_ = false;
+    bool got_exit_ = false;
+
+    std::mutex post_mutex_;
+    std::vector<std::function<void()>> posted_;
+    std::vector<detail::waiter*> remote_cancels_;
+    std::atomic<bool> post_pending_{false};
+};
+
+namespace detail {
+
+void start_root(event_loop& loop, std::coroutine_handle<> h, promise_base& p, bool detached,
+                std::stop_token token, int priority, coev::source_location where) noexcept;
+
+}  // namespace detail
+
+/// Options for spawn(): a stop token for the task tree and a run-queue priority.
+struct spawn_options {
+    std::stop_token stop;
+    int priority = -1;  ///< -1: the loop's middle priority (libevent's default)
+};
+
+/// Detaches `t` onto `loop`; it starts in a coming iteration. An exception escaping it goes
+/// to the loop's exception handler.
+template <class T>
+void spawn(event_loop& loop, task<T> t, spawn_options opts = {},
+           coev::source_location where = coev::source_location::current()) {
+    auto h = t.release();
+    detail::start_root(loop, h, h.promise(), true, std::move(opts.stop), opts.priority, where);
+}
+
+/// Runs `t` to completion on a fresh loop and returns its value (like asyncio.run).
+template <class T>
+T run(task<T> t, const loop_config& config = {}) {
+    event_loop loop(config);
+    task<T> owned = std::move(t);  // declared after the loop: its frame dies first
+    auto h = owned.handle();
+    detail::start_root(loop, h, h.promise(), false, {}, -1, coev::source_location::current());
+    loop.run();
+    if (!h.done()) {
+        loop.remove_root(&h.promise().root);
+        throw std::logic_error("coev::run: the task is suspended on something nothing will wake");
+    }
+    return h.promise().take();
+}
+
+}  // namespace coev

@@ -1,0 +1,221 @@
+// coev/runtime/io.hpp
+// Waiting on file descriptors: the coroutine form of event_new() on an fd, plus the
+// read/write awaiters that try the system call first and wait only when it would block.
+#pragma once
+
+#include <coev/runtime/event_loop.hpp>
+#include <coev/runtime/result.hpp>
+
+#include <cstddef>
+#include <optional>
+#include <span>
+#include <stop_token>
+#include <utility>
+
+namespace coev {
+
+namespace detail {
+
+/// An fd wait, as the loop's fd table sees it.
+struct io_wait : waiter {
+    /// Readiness backends call it when the fd is ready; false: it would still block, keep
+    /// waiting. Null for plain readiness waits.
+    using perform_fn = bool (*)(io_wait*, fd_state&) noexcept;
+    int fd = -1;
+    std::uint8_t dir = 0;  // 0: readable, 1: writable
+    perform_fn perform = nullptr;
+    event_loop* loop = nullptr;  // set while armed
+};
+
+/// A read or write done by the loop when readiness arrives.
+struct rw_wait : io_wait {
+    void* buf = nullptr;
+    std::size_t len = 0;
+    long n = 0;  // bytes, or -errno
+};
+
+bool perform_read(io_wait* w, fd_state& st) noexcept;
+bool perform_write(io_wait* w, fd_state& st) noexcept;
+
+/// The deadline of a readiness wait.
+struct io_deadline : timer_node {
+    io_wait* w = nullptr;
+};
+
+inline result<std::size_t> to_result(long n) noexcept {
+    if (n >= 0) return std::size_t(n);
+    return std::error_code(int(-n), std::system_category());
+}
+
+/// Shared suspend/resume logic of every fd awaiter. The hot checks are inline; arming is one
+/// out-of-line call (io.cpp).
+class io_wait_base {
+public:
+    io_wait_base(int fd, std::uint8_t dir, io_wait::perform_fn perform,
+                 coev::source_location where) noexcept {
+        w_.fd = fd;
+        w_.dir = dir;
+        w_.perform = perform;
+        w_.where = where;
+    }
+    io_wait_base(const io_wait_base&) = delete;
+    /// Only before the wait is armed (so the awaiter can be handed to with_timeout & co).
+    io_wait_base(io_wait_base&& o) noexcept {
+        w_.fd = o.w_.fd;
+        w_.dir = o.w_.dir;
+        w_.perform = o.w_.perform;
+        w_.where = o.w_.where;
+        w_.buf = o.w_.buf;
+        w_.len = o.w_.len;
+    }
+    ~io_wait_base() {
+        if (w_.loop) abandon();
+    }
+
+protected:
+    /// Does the operation now when the readiness cache says it may not block.
+    bool try_now() noexcept {
+        event_loop* loop = event_loop::current();
+        if (!loop || w_.fd < 0) return false;  // arm() reports it
+        fd_state& st = loop->fd(w_.fd);
+        if (!st.seen) [[unlikely]] first_use(st);
+        return (st.ready & (1u << w_.dir)) && w_.perform(&w_, st);
+    }
+    void first_use(fd_state& st) noexcept;
+    /// Arms the wait; false when the caller should not suspend (done, ready or failed).
+    bool arm(std::coroutine_handle<> h, promise_base* p, bool level,
+             io_deadline* deadline = nullptr, time_point at = {}) noexcept;
+    /// After the wait: disarms what is left; false when the wait failed (see w_.ec).
+    bool finish() noexcept {
+        on_stop_.reset();  // waits for a stop callback running on another thread
+        if (w_.loop) {
+            if (deadline_ || w_.cancel_posted.load(std::memory_order_acquire)) [[unlikely]]
+                disarm();
+            w_.loop = nullptr;
+        }
+        return !w_.ec;
+    }
+    void disarm() noexcept;
+    void abandon() noexcept;
+
+    rw_wait w_;
+    io_deadline* deadline_ = nullptr;
+    std::optional<std::stop_callback<cancel_on_stop>> on_stop_;
+};
+
+}  // namespace detail
+
+/// Waits until `fd` is readable (level-triggered: true at once if data is already there).
+/// Errors: EBADF for a closed fd, error::busy if another task waits for the same, timed_out
+/// past `deadline`. Cancel: nothing stays registered.
+class wait_readiness_awaiter : detail::io_wait_base {
+public:
+    wait_readiness_awaiter(int fd, std::uint8_t dir, std::optional<time_point> deadline,
+                           coev::source_location where) noexcept
+        : io_wait_base(fd, dir, nullptr, where), at_(deadline) {}
+    bool await_ready() noexcept { return false; }
+    template <class P> bool await_suspend(std::coroutine_handle<P> h) noexcept {
+        return arm(h, detail::base_of(h), true, at_ ? &timer_ : nullptr,
+                   at_.value_or(time_point{}));
+    }
+    result<void> await_resume() noexcept {
+        if (!finish()) return w_.ec.code();
+        return {};
+    }
+
+private:
+    std::optional<time_point> at_;
+    detail::io_deadline timer_;
+};
+
+inline wait_readiness_awaiter wait_readable(
+    int fd, std::optional<time_point> deadline = std::nullopt,
+    coev::source_location where = coev::source_location::current()) noexcept {
+    return {fd, 0, deadline, where};
+}
+/// Waits until `fd` is writable; see wait_readable().
+inline wait_readiness_awaiter wait_writable(
+    int fd, std::optional<time_point> deadline = std::nullopt,
+    coev::source_location where = coev::source_location::current()) noexcept {
+    return {fd, 1, deadline, where};
+}
+
+/// Reads up to `buf.size()` bytes from a non-blocking stream fd (socket, pipe, tty); 0 means
+/// the peer closed its side. Tries the system call while the fd may be readable and waits only
+/// when it would block. Cancel: no bytes are consumed and the fd stays usable.
+class read_some_awaiter : detail::io_wait_base {
+public:
+    read_some_awaiter(int fd, std::span<std::byte> buf, coev::source_location where) noexcept
+        : io_wait_base(fd, 0, &detail::perform_read, where) {
+        w_.buf = buf.data();
+        w_.len = buf.size();
+    }
+    bool await_ready() noexcept { return try_now(); }
+    template <class P> bool await_suspend(std::coroutine_handle<P> h) noexcept {
+        return arm(h, detail::base_of(h), false);
+    }
+    result<std::size_t> await_resume() noexcept {
+        if (!finish()) return w_.ec.code();
+        return detail::to_result(w_.n);
+    }
+};
+
+/// Writes some of `buf` to a non-blocking stream fd (at least one byte unless it fails).
+/// Cancel: nothing was written.
+class write_some_awaiter : detail::io_wait_base {
+public:
+    write_some_awaiter(int fd, std::span<const std::byte> buf, coev::source_location where) noexcept
+        : io_wait_base(fd, 1, &detail::perform_write, where) {
+        w_.buf = const_cast<std::byte*>(buf.data());
+        w_.len = buf.size();
+    }
+    bool await_ready() noexcept { return try_now(); }
+    template <class P> bool await_suspend(std::coroutine_handle<P> h) noexcept {
+        return arm(h, detail::base_of(h), false);
+    }
+    result<std::size_t> await_resume() noexcept {
+        if (!finish()) return w_.ec.code();
+        return detail::to_result(w_.n);
+    }
+};
+
+inline read_some_awaiter read_some(int fd, std::span<std::byte> buf,
+                                   coev::source_location where = coev::source_location::current()) {
+    return {fd, buf, where};
+}
+inline write_some_awaiter write_some(
+    int fd, std::span<const std::byte> buf,
+    coev::source_location where = coev::source_location::current()) {
+    return {fd, buf, where};
+}
+
+/// Writes all of `buf`; fails with the first error.
+task<result<std::size_t>> write_all(int fd, std::span<const std::byte> buf);
+
+/// Owns a file descriptor; closing it tells the running loop to forget what it cached.
+class unique_fd {
+public:
+    unique_fd() noexcept = default;
+    explicit unique_fd(int fd) noexcept : fd_(fd) {}
+    unique_fd(unique_fd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
+    unique_fd& operator=(unique_fd&& o) noexcept {
+        if (this != &o) {
+            close();
+            fd_ = std::exchange(o.fd_, -1);
+        }
+        return *this;
+    }
+    ~unique_fd() { close(); }
+    int get() const noexcept { return fd_; }
+    explicit operator bool() const noexcept { return fd_ >= 0; }
+    int release() noexcept { return std::exchange(fd_, -1); }
+    void close() noexcept;
+
+private:
+    int fd_ = -1;
+};
+
+/// Sets O_NONBLOCK on `fd`.
+result<void> set_nonblocking(int fd) noexcept;
+
+}  // namespace coev

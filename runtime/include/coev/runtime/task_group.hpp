@@ -1,0 +1,93 @@
+// coev/runtime/task_group.hpp
+// task_group: a scope for child tasks. Children run concurrently on the loop; join() waits for
+// all of them; the first failure cancels the rest.
+#pragma once
+
+#include <coev/runtime/event_loop.hpp>
+#include <coev/runtime/result.hpp>
+#include <coev/runtime/timer.hpp>
+
+#include <cstddef>
+#include <exception>
+#include <optional>
+#include <coev/runtime/source_location.hpp>
+#include <stop_token>
+
+namespace coev {
+
+namespace detail {
+
+struct group_state {
+    std::stop_source source;
+    std::size_t running = 0;
+    std::size_t refs = 1;  // the group plus one per running child
+    ready_node* joiner = nullptr;
+    event_loop* loop = nullptr;
+    std::exception_ptr exception;
+    std::error_code error;
+
+    void fail(std::exception_ptr e, std::error_code ec) noexcept;
+    void child_done() noexcept;
+    void release() noexcept {
+        if (--refs == 0) delete this;
+    }
+};
+
+task<void> group_child(task<void> t, group_state* st);
+task<void> group_child(task<result<void>> t, group_state* st);
+
+}  // namespace detail
+
+/// Children inherit the group's stop token; join() also forwards the joining task's stop
+/// token to them. A child that throws or returns an error cancels its siblings; join() then
+/// rethrows the first exception or returns the first error code. Destroying a group with
+/// running children cancels them; they finish on their own.
+class task_group {
+public:
+    task_group();
+    /// Children are also cancelled when `parent` is.
+    explicit task_group(std::stop_token parent);
+    task_group(const task_group&) = delete;
+    task_group& operator=(const task_group&) = delete;
+    ~task_group();
+
+    /// Starts `t` on the running loop (or `loop`) in a coming iteration.
+    void spawn(task<void> t, coev::source_location where = coev::source_location::current());
+    void spawn(task<result<void>> t, coev::source_location where = coev::source_location::current());
+    void spawn(event_loop& loop, task<void> t,
+               coev::source_location where = coev::source_location::current());
+
+    /// Cancels every running child through its stop token.
+    void request_stop() noexcept { st_->source.request_stop(); }
+    std::size_t size() const noexcept { return st_->running; }
+    std::stop_token get_token() const noexcept { return st_->source.get_token(); }
+
+    /// Waits until no child is running. Cancel: the children are cancelled and still awaited.
+    class join_awaiter {
+    public:
+        explicit join_awaiter(detail::group_state* st) noexcept : st_(st) {}
+        bool await_ready() const noexcept { return st_->running == 0; }
+        template <class P> void await_suspend(std::coroutine_handle<P> h) noexcept {
+            detail::promise_base* p = detail::base_of(h);
+            node_.handle = h;
+            node_.priority = detail::priority_of(p);
+            st_->joiner = &node_;
+            const std::stop_token& tok = detail::stop_token_of(p);
+            if (tok.stop_possible()) link_.emplace(tok, detail::forward_stop{&st_->source});
+        }
+        result<void> await_resume();
+
+    private:
+        detail::group_state* st_;
+        detail::ready_node node_;
+        std::optional<std::stop_callback<detail::forward_stop>> link_;
+    };
+    [[nodiscard]] join_awaiter join() noexcept { return join_awaiter{st_}; }
+
+private:
+    void start(event_loop& loop, task<void> child, coev::source_location where);
+    detail::group_state* st_;
+    std::optional<std::stop_callback<detail::forward_stop>> parent_link_;
+};
+
+}  // namespace coev

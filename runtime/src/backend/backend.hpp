@@ -1,0 +1,52 @@
+// runtime/src/backend/backend.hpp
+// The one internal interface every event mechanism implements. Readiness backends (epoll, and
+// later poll, select, kqueue) watch fds and report readiness to the loop.
+#pragma once
+
+#include <coev/runtime/event_loop.hpp>
+
+#include <cstdint>
+#include <memory>
+#include <string_view>
+#include <system_error>
+
+namespace coev::detail {
+
+class backend {
+public:
+    virtual ~backend() = default;
+    virtual std::string_view name() const noexcept = 0;
+    virtual backend_feature features() const noexcept = 0;
+
+    /// Makes sure `fd` is watched (st.registered tells whether it already is). With `rearm`,
+    /// current readiness is reported again even if it did not change (level semantics).
+    /// EPERM: the mechanism cannot watch this kind of fd (regular files under epoll).
+    virtual std::error_code watch(int fd, fd_state& st, bool rearm) noexcept = 0;
+    /// Level-triggered backends: who waits on `fd` changed (st.reader / st.writer), so the set
+    /// of fds and events to watch changes with it. Edge-triggered backends watch everything
+    /// once and never need it.
+    virtual void update(int fd, fd_state& st) noexcept {
+        (void)fd;
+        (void)st;
+    }
+    /// Stops watching `fd` (called before it is closed).
+    virtual void forget(int fd, fd_state& st) noexcept = 0;
+    /// Watches an internal fd (signalfd); its readiness calls loop.signals().on_readable().
+    virtual std::error_code watch_signal_fd(int fd) noexcept = 0;
+    /// Waits up to `timeout_ns` (negative: no limit) and reports to the loop.
+    virtual void wait(event_loop& loop, std::int64_t timeout_ns) = 0;
+    /// Interrupts wait() from any thread.
+    virtual void wake() noexcept = 0;
+};
+
+/// What a level-triggered backend answers for an fd it has not seen: EBADF for a closed one
+/// (poll and select would only flag it later), EPERM for a regular file, as epoll does (the
+/// loop then treats it as always ready).
+std::error_code check_fd(int fd) noexcept;
+
+/// Each creates its backend or throws std::system_error when the system refuses.
+std::unique_ptr<backend> make_epoll_backend();
+std::unique_ptr<backend> make_poll_backend();
+std::unique_ptr<backend> make_select_backend();
+
+}  // namespace coev::detail

@@ -1,0 +1,523 @@
+// runtime/src/event_loop.cpp
+// The loop itself: backend choice, one iteration (wait, timers, run queue), run modes, posted
+// work, roots, dump.
+#include <coev/runtime/event_loop.hpp>
+#include <coev/runtime/io.hpp>
+#include <coev/runtime/log.hpp>
+
+#include "backend/backend.hpp"
+#include "signal_hub.hpp"
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <ostream>
+#include <sstream>
+#include <sys/stat.h>
+
+namespace coev {
+
+namespace {
+
+struct backend_entry {
+    std::string_view name;
+    backend_feature features;
+    std::unique_ptr<detail::backend> (*make)();
+};
+
+// Preference order when nothing is asked (best first).
+const backend_entry all_backends[] = {
+    {"epoll",
+     backend_feature::edge_triggered | backend_feature::o1_add_remove |
+         backend_feature::arbitrary_fds,
+     &detail::make_epoll_backend},
+    {"poll", backend_feature::arbitrary_fds, &detail::make_poll_backend},
+    {"select", backend_feature::none, &detail::make_select_backend},
+};
+
+std::unique_ptr<detail::backend> choose_backend(const loop_config& cfg) {
+    std::string prefer = cfg.prefer;
+    if (!cfg.ignore_env) {
+        if (const char* env = std::getenv("COEV_BACKEND"); env && *env) prefer = env;
+    }
+    auto allowed = [&](const backend_entry& b) {
+        if (std::find(cfg.avoid.begin(), cfg.avoid.end(), b.name) != cfg.avoid.end())
+            return false;
+        return has_all(b.features, cfg.require);
+    };
+    std::vector<const backend_entry*> order;
+    if (!prefer.empty()) {
+        bool known = false;
+        for (const auto& b : all_backends) {
+            if (b.name == prefer) {
+                known = true;
+                if (allowed(b)) order.push_back(&b);
+            }
+        }
+        if (!known) log(log_level::warn, "coev: unknown backend '" + prefer + "' ignored");
+    }
+    for (const auto& b : all_backends)
+        if (allowed(b) && (order.empty() || order.front() != &b)) order.push_back(&b);
+    std::string failures;
+    for (const backend_entry* b : order) {
+        try {
+            return b->make();
+        } catch (const std::system_error& e) {
+            log(log_level::warn, std::string("coev: backend ") + std::string(b->name) +
+                                     " unavailable: " + e.what());
+            failures += std::string(failures.empty() ? "" : "; ") + e.what();
+        }
+    }
+    throw std::system_error(make_error_code(error::no_backend),
+                            failures.empty() ? "no backend satisfies the loop_config" : failures);
+}
+
+// Frames resumed in a batch are usually cold (an epoll batch or a run of expired timers
+// touches many tasks once each): start loading the next one while the current one runs.
+inline void prefetch_frame(void* frame) noexcept {
+    auto* p = static_cast<const char*>(frame);
+    __builtin_prefetch(p);
+    __builtin_prefetch(p + 64);
+    __builtin_prefetch(p + 128);
+    __builtin_prefetch(p + 192);
+}
+
+}  // namespace
+
+[[gnu::tls_model("initial-exec")]] thread_local event_loop* detail::current_loop = nullptr;
+
+std::vector<std::string_view> supported_backends() {
+    std::vector<std::string_view> out;
+    for (const auto& b : all_backends) out.push_back(b.name);
+    return out;
+}
+
+struct event_loop::scope {
+    event_loop* saved;
+    explicit scope(event_loop* l) noexcept : saved(detail::current_loop) {
+        detail::current_loop = l;
+    }
+    ~scope() { detail::current_loop = saved; }
+};
+
+
+event_loop::event_loop() : event_loop(loop_config{}) {}
+
+event_loop::event_loop(const loop_config& config)
+    : backend_(choose_backend(config)),
+      ready_(static_cast<std::size_t>(std::clamp(config.priorities, 1, 256))),
+      clock_(config.clock),
+      precise_(config.precise_time) {
+    level_backend_ = !has_all(backend_->features(), backend_feature::edge_triggered);
+    if (clock_ != clock_mode::monotonic) manual_now_ = clock::now();
+    update_time();
+    exit_timer_.loop = this;
+    exit_timer_.fire = [](detail::timer_node* n) noexcept {
+        static_cast<exit_node*>(n)->loop->exit_flag_ = true;
+    };
+}
+
+event_loop::~event_loop() {
+    scope s(this);  // awaiters that deregister while their frames die look us up
+    // Queued wake-ups point into frames about to die; nothing runs again.
+    for (auto& q : ready_) q = detail::ready_list{};
+    while (roots_) {
+        detail::root_info* r = roots_;
+        remove_root(r);
+        if (debug_mode()) report_misuse("task still suspended when its loop was destroyed",
+                                        r->where);
+        r->loop = nullptr;
+        if (r->detached) r->frame.destroy();  // run()'s task belongs to run()
+    }
+    timers_.cancel(exit_timer_);
+    signals_.reset();
+    backend_.reset();
+}
+
+time_point event_loop::read_clock() const noexcept {
+    return clock_ == clock_mode::monotonic ? clock::now() : manual_now_;
+}
+
+std::string_view event_loop::backend_name() const noexcept { return backend_->name(); }
+backend_feature event_loop::features() const noexcept { return backend_->features(); }
+
+std::uint8_t event_loop::clamp_priority(int p) const noexcept {
+    if (p < 0) return default_priority();
+    return static_cast<std::uint8_t>(std::min<std::size_t>(std::size_t(p), ready_.size() - 1));
+}
+
+bool event_loop::has_pending() const noexcept {
+    for (const auto& q : ready_)
+        if (!q.empty()) return true;
+    if (waits_ > 0 || post_pending_.load(std::memory_order_acquire)) return true;
+    // Under a manual clock only advance() makes a timer due; one armed already due still fires.
+    return !timers_.empty() &&
+           (clock_ != clock_mode::manual || timers_.next_deadline() <= now_);
+}
+
+void event_loop::run(run_mode mode) {
+    scope s(this);
+    stop_flag_.store(false, std::memory_order_relaxed);
+    exit_flag_ = false;
+    while (!stop_flag_.load(std::memory_order_relaxed) && !exit_flag_) {
+        if (mode == run_mode::until_empty && !has_pending()) break;
+        iterate(true);
+    }
+    got_stop_ = stop_flag_.load(std::memory_order_relaxed);
+    got_exit_ = exit_flag_;
+}
+
+bool event_loop::run_once() {
+    scope s(this);
+    stop_flag_.store(false, std::memory_order_relaxed);
+    exit_flag_ = false;
+    iterate(true);
+    got_stop_ = stop_flag_.load(std::memory_order_relaxed);
+    got_exit_ = exit_flag_;
+    return has_pending();
+}
+
+bool event_loop::poll() {
+    scope s(this);
+    stop_flag_.store(false, std::memory_order_relaxed);
+    exit_flag_ = false;
+    iterate(false);
+    got_stop_ = stop_flag_.load(std::memory_order_relaxed);
+    got_exit_ = exit_flag_;
+    return has_pending();
+}
+
+void event_loop::stop() noexcept {
+    stop_flag_.store(true, std::memory_order_relaxed);
+    if (!on_loop_thread()) backend_->wake();
+}
+
+void event_loop::stop_after(duration d) {
+    timers_.add_at(exit_timer_, now() + d);
+}
+
+void event_loop::advance(duration d) {
+    if (clock_ == clock_mode::monotonic)
+        throw std::logic_error("event_loop::advance needs a manual or auto_advance clock");
+    scope s(this);
+    manual_now_ += d;
+    update_time();
+    timers_.expire(now_);
+    // Run what became due, what that wakes in turn and the timers those tasks arm already due
+    // (sleep_for(0ms), a late interval tick), without waiting for anything.
+    while (true) {
+        bool any = !timers_.empty() && timers_.next_deadline() <= now_;
+        for (const auto& q : ready_) any = any || !q.empty();
+        if (!any || stop_flag_.load(std::memory_order_relaxed)) break;
+        iterate(false);
+    }
+}
+
+void event_loop::iterate(bool may_block) {
+    ++counters_.iterations;
+    if (post_pending_.load(std::memory_order_acquire)) drain_posted();
+
+    bool ready = false;
+    for (const auto& q : ready_) ready = ready || !q.empty();
+
+    std::int64_t timeout = -1;
+    if (!may_block || ready || stop_flag_.load(std::memory_order_relaxed) || exit_flag_) {
+        timeout = 0;
+    } else if (clock_ == clock_mode::monotonic) {
+        if (!timers_.empty()) {
+            update_time();  // tasks may have run a while since the last wait
+            auto d = timers_.next_deadline() - now_;
+            timeout = d.count() > 0 ? std::int64_t(d.count()) : 0;
+        }
+    } else if (waits_ == 0 || (!timers_.empty() && (clock_ == clock_mode::auto_advance ||
+                                                    timers_.next_deadline() <= now_))) {
+        // Manual clocks wait only for I/O: not when there is none, nor when a timer is due
+        // already, nor when auto_advance is about to jump to the next deadline.
+        timeout = 0;
+    }
+
+    if (timeout != 0) {
+        time_point before = clock::now();
+        backend_->wait(*this, timeout);
+        counters_.ns_blocked += std::uint64_t((clock::now() - before).count());
+    } else {
+        backend_->wait(*this, 0);
+    }
+    update_time();
+    if (post_pending_.load(std::memory_order_acquire)) drain_posted();
+
+    if (clock_ == clock_mode::auto_advance && !timers_.empty()) {
+        bool idle = true;
+        for (const auto& q : ready_) idle = idle && q.empty();
+        if (idle && timers_.next_deadline() > now_) {
+            manual_now_ = timers_.next_deadline();
+            update_time();
+        }
+    }
+    timers_.expire(now_);
+    run_ready();
+}
+
+void event_loop::run_ready() {
+    // libevent's rule: one priority per iteration, the most urgent that has work; a task
+    // woken at a more urgent priority cuts the batch short.
+    for (std::size_t p = 0; p < ready_.size(); ++p) {
+        detail::ready_list& q = ready_[p];
+        if (q.empty()) continue;
+        running_priority_ = unsigned(p);
+        preempt_ = false;  // set by wake-ups queued while nothing was running
+        // Only what was queued before we started: a task that keeps waking itself cannot
+        // keep the loop from polling for I/O.
+        std::size_t budget = q.size;
+        while (budget-- > 0 && !q.empty()) {
+            detail::ready_node* n = q.pop();
+            if (n->next) prefetch_frame(n->next->handle.address());
+            ++counters_.resumed;
+            n->handle.resume();
+            if (stop_flag_.load(std::memory_order_relaxed) || preempt_) break;
+        }
+        running_priority_ = ~0u;
+        preempt_ = false;
+        break;
+    }
+}
+
+void event_loop::post(std::function<void()> fn) {
+    {
+        std::lock_guard lock(post_mutex_);
+        posted_.push_back(std::move(fn));
+    }
+    if (!post_pending_.exchange(true, std::memory_order_acq_rel)) backend_->wake();
+}
+
+void event_loop::drain_posted() {
+    post_pending_.store(false, std::memory_order_release);
+    std::vector<std::function<void()>> work;
+    std::vector<detail::waiter*> cancels;
+    {
+        std::lock_guard lock(post_mutex_);
+        work.swap(posted_);
+        cancels.swap(remote_cancels_);
+    }
+    for (detail::waiter* w : cancels) w->cancel(w, std::make_error_code(std::errc::operation_canceled));
+    for (auto& fn : work) {
+        try {
+            fn();
+        } catch (...) {
+            unhandled(std::current_exception());
+        }
+    }
+}
+
+void event_loop::request_cancel(detail::waiter* w) noexcept {
+    if (on_loop_thread()) {
+        w->cancel(w, std::make_error_code(std::errc::operation_canceled));
+        return;
+    }
+    w->cancel_posted.store(true, std::memory_order_release);
+    {
+        std::lock_guard lock(post_mutex_);
+        remote_cancels_.push_back(w);
+    }
+    if (!post_pending_.exchange(true, std::memory_order_acq_rel)) backend_->wake();
+}
+
+void event_loop::retract_cancel(detail::waiter* w) noexcept {
+    std::lock_guard lock(post_mutex_);
+    std::erase(remote_cancels_, w);
+}
+
+void detail::cancel_on_stop::operator()() noexcept { loop->request_cancel(w); }
+
+// ---- fds ----
+
+detail::fd_state& event_loop::grow_fds(std::size_t i) {
+    fds_.resize(std::max(i + 1, fds_.size() * 2));
+    return fds_[i];
+}
+
+std::error_code detail::check_fd(int fd) noexcept {
+    struct stat sb;
+    if (::fstat(fd, &sb) < 0) return {errno, std::system_category()};
+    if (S_ISREG(sb.st_mode)) return {EPERM, std::system_category()};
+    return {};
+}
+
+void event_loop::update_interest(int fd, detail::fd_state& st) noexcept {
+    backend_->update(fd, st);
+}
+
+std::error_code event_loop::watch_fd(int fd, detail::fd_state& st, bool rearm) noexcept {
+    return backend_->watch(fd, st, rearm);
+}
+
+void event_loop::cancel_wait(detail::io_wait& w, std::error_code ec) noexcept {
+    if (static_cast<std::size_t>(w.fd) >= fds_.size()) return;
+    detail::fd_state& st = fds_[std::size_t(w.fd)];
+    detail::io_wait*& slot = w.dir ? st.writer : st.reader;
+    if (slot != &w) return;  // already completed
+    slot = nullptr;
+    --waits_;
+    interest_changed(w.fd, st);
+    w.ec = ec;
+    schedule(&w.node);
+}
+
+void event_loop::drop_wait(detail::io_wait& w) noexcept {
+    if (static_cast<std::size_t>(w.fd) < fds_.size()) {
+        detail::fd_state& st = fds_[std::size_t(w.fd)];
+        detail::io_wait*& slot = w.dir ? st.writer : st.reader;
+        if (slot == &w) {
+            slot = nullptr;
+            --waits_;
+            interest_changed(w.fd, st);
+            return;
+        }
+    }
+    unschedule(&w.node);  // it completed but never ran
+}
+
+void event_loop::on_fd_event(int fd, std::uint8_t bits) noexcept {
+    if (static_cast<std::size_t>(fd) >= fds_.size()) return;
+    detail::fd_state& st = fds_[std::size_t(fd)];
+    st.ready |= bits;
+    for (std::uint8_t dir = 0; dir < 2; ++dir) {
+        detail::io_wait*& slot = dir ? st.writer : st.reader;
+        if (!(bits & (1u << dir)) || !slot) continue;
+        detail::io_wait* w = slot;
+        if (w->perform && !w->perform(w, st)) continue;  // spurious: still would block
+        slot = nullptr;
+        --waits_;
+        w->ec.clear();
+        schedule(&w->node);
+        interest_changed(fd, st);
+    }
+}
+
+void event_loop::forget_fd(int fd) noexcept {
+    if (fd < 0 || static_cast<std::size_t>(fd) >= fds_.size()) return;
+    detail::fd_state& st = fds_[std::size_t(fd)];
+    for (detail::io_wait* w : {st.reader, st.writer}) {
+        if (!w) continue;
+        --waits_;
+        w->ec = make_error_code(error::closed);
+        schedule(&w->node);
+    }
+    st.reader = st.writer = nullptr;
+    backend_->forget(fd, st);
+    st = detail::fd_state{};
+}
+
+// ---- roots ----
+
+void event_loop::add_root(detail::root_info* r) noexcept {
+    r->prev = nullptr;
+    r->next = roots_;
+    if (roots_) roots_->prev = r;
+    roots_ = r;
+}
+
+void event_loop::remove_root(detail::root_info* r) noexcept {
+    if (r->prev) r->prev->next = r->next;
+    else roots_ = r->next;
+    if (r->next) r->next->prev = r->prev;
+    r->prev = r->next = nullptr;
+}
+
+void event_loop::unhandled(std::exception_ptr e) noexcept {
+    if (on_exception_) {
+        try {
+            on_exception_(e);
+            return;
+        } catch (...) {
+            e = std::current_exception();
+        }
+    }
+    try {
+        std::rethrow_exception(e);
+    } catch (const std::exception& ex) {
+        log(log_level::error, std::string("coev: unhandled exception in a spawned task: ") +
+                                  ex.what());
+    } catch (...) {
+        log(log_level::error, "coev: unhandled non-standard exception in a spawned task");
+    }
+}
+
+detail::signal_hub& event_loop::signals() {
+    if (!signals_) signals_ = std::make_unique<detail::signal_hub>(*this);
+    return *signals_;
+}
+
+std::error_code event_loop::watch_signal_fd(int fd) noexcept {
+    return backend_->watch_signal_fd(fd);
+}
+
+void event_loop::reinit_after_fork() {
+    loop_config same;
+    same.prefer = std::string(backend_->name());
+    same.ignore_env = true;
+    backend_ = choose_backend(same);
+    for (std::size_t fd = 0; fd < fds_.size(); ++fd) {
+        detail::fd_state& st = fds_[fd];
+        st.registered = false;
+        if (!st.reader && !st.writer) continue;
+        backend_->watch(int(fd), st, true);
+        interest_changed(int(fd), st);
+    }
+    if (signals_) signals_->reinit();
+    if (post_pending_.load()) backend_->wake();
+}
+
+void event_loop::dump(std::ostream& out) const {
+    std::size_t ready = 0;
+    for (const auto& q : ready_) ready += q.size;
+    out << "event_loop backend=" << backend_->name() << " ready=" << ready
+        << " timers=" << timers_.size() << " waits=" << waits_ << '\n';
+    for (std::size_t fd = 0; fd < fds_.size(); ++fd) {
+        const detail::fd_state& st = fds_[fd];
+        for (const detail::io_wait* w : {st.reader, st.writer}) {
+            if (!w) continue;
+            out << "  fd " << fd << (w->dir ? " write" : " read") << " waiting at "
+                << w->where.file_name() << ':' << w->where.line() << '\n';
+        }
+    }
+    timers_.for_each([&](const detail::timer_node& t) {
+        auto in = std::chrono::duration_cast<std::chrono::microseconds>(t.deadline - now_);
+        out << "  timer due in " << in.count() << "us" << '\n';
+    });
+    if (signals_) signals_->dump(out);
+}
+
+namespace detail {
+
+void start_root(event_loop& loop, std::coroutine_handle<> h, promise_base& p, bool detached,
+                std::stop_token token, int priority, coev::source_location where) noexcept {
+    root_info* r = &p.root;
+    r->loop = &loop;
+    r->detached = detached;
+    r->where = where;
+    r->frame = h;
+    r->token = std::move(token);
+    p.stop = &r->token;
+    p.priority = loop.clamp_priority(priority);
+    r->start.handle = h;
+    r->start.priority = p.priority;
+    loop.add_root(r);
+    loop.schedule(&r->start);
+}
+
+std::coroutine_handle<> finish_root(std::coroutine_handle<> h, promise_base& p) noexcept {
+    root_info* r = &p.root;
+    event_loop* loop = r->loop;
+    loop->remove_root(r);
+    r->loop = nullptr;
+    if (r->detached) {
+        std::exception_ptr e = std::move(p.error);
+        h.destroy();
+        if (e) loop->unhandled(std::move(e));
+    }
+    return std::noop_coroutine();
+}
+
+}  // namespace detail
+}  // namespace coev

@@ -1,0 +1,317 @@
+// runtime/src/signal.cpp
+// Signals through signalfd. A signal caught by any set is blocked in the loop's thread and read
+// from the loop's signalfd; its disposition becomes a forwarder that re-sends it to that thread
+// when the kernel delivers it to another one, and is restored with the last set that holds it.
+#include "signal_hub.hpp"
+
+#include "backend/backend.hpp"
+
+#include <coev/runtime/log.hpp>
+
+#include <atomic>
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+#include <mutex>
+#include <ostream>
+#include <pthread.h>
+#include <sys/signalfd.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+namespace coev {
+namespace detail {
+namespace {
+
+constexpr int max_signal = 64;
+
+// Process-wide: who caught each signal first, what it did before, where to forward it.
+struct disposition {
+    int holders = 0;  // signal_hubs (loops) holding the signal
+    struct sigaction previous {};
+};
+std::mutex registry_mutex;
+disposition registry[max_signal + 1];
+std::atomic<int> forward_to[max_signal + 1];  // thread id of a loop thread that blocks it
+
+extern "C" void forward_signal(int signo) {
+    // Delivered to a thread that does not block it: hand it to a loop thread that does.
+    int saved = errno;
+    int tid = forward_to[signo].load(std::memory_order_relaxed);
+    if (tid > 0) ::syscall(SYS_tgkill, ::getpid(), tid, signo);
+    errno = saved;
+}
+
+void acquire_disposition(int signo) {
+    std::lock_guard lock(registry_mutex);
+    disposition& d = registry[signo];
+    forward_to[signo].store(int(::syscall(SYS_gettid)), std::memory_order_relaxed);
+    if (d.holders++ > 0) return;
+    struct sigaction sa {};
+    sa.sa_handler = &forward_signal;
+    sigfillset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    if (::sigaction(signo, &sa, &d.previous) < 0) {
+        --d.holders;
+        throw std::system_error(errno, std::system_category(), "sigaction");
+    }
+}
+
+void release_disposition(int signo) noexcept {
+    std::lock_guard lock(registry_mutex);
+    disposition& d = registry[signo];
+    if (--d.holders > 0) return;
+    forward_to[signo].store(0, std::memory_order_relaxed);
+    ::sigaction(signo, &d.previous, nullptr);
+}
+
+void check_signal(int signo) {
+    if (signo < 1 || signo > max_signal || signo == SIGKILL || signo == SIGSTOP)
+        throw std::invalid_argument("coev::signal_set: cannot catch signal " +
+                                    std::to_string(signo));
+}
+
+}  // namespace
+
+signal_hub::~signal_hub() {
+    if (fd_ >= 0) ::close(fd_);
+}
+
+void signal_hub::update_fd() {
+    sigset_t mask;
+    sigemptyset(&mask);
+    for (int s = 1; s <= max_signal && s < int(counts_.size()); ++s)
+        if (counts_[std::size_t(s)] > 0) sigaddset(&mask, s);
+    if (fd_ >= 0) {
+        if (::signalfd(fd_, &mask, 0) < 0)
+            throw std::system_error(errno, std::system_category(), "signalfd");
+        return;
+    }
+    fd_ = ::signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (fd_ < 0) throw std::system_error(errno, std::system_category(), "signalfd");
+    if (std::error_code ec = loop_.watch_signal_fd(fd_)) {
+        ::close(fd_);
+        fd_ = -1;
+        throw std::system_error(ec, "watching the signalfd");
+    }
+}
+
+void signal_hub::add(signal_set& s) {
+    counts_.resize(max_signal + 1);
+    std::vector<int> added;
+    try {
+        for (int signo : s.signals_) {
+            check_signal(signo);
+            if (counts_[std::size_t(signo)]++ > 0) continue;
+            added.push_back(signo);
+            acquire_disposition(signo);
+            sigset_t one;
+            sigemptyset(&one);
+            sigaddset(&one, signo);
+            pthread_sigmask(SIG_BLOCK, &one, nullptr);
+        }
+        update_fd();
+    } catch (...) {
+        for (int signo : s.signals_) {
+            if (signo < 1 || signo > max_signal) continue;
+            if (counts_[std::size_t(signo)] > 0) --counts_[std::size_t(signo)];
+        }
+        for (int signo : added) release_disposition(signo);
+        throw;
+    }
+    s.next_ = sets_;
+    sets_ = &s;
+}
+
+void signal_hub::remove(signal_set& s) noexcept {
+    for (signal_set** p = &sets_; *p; p = &(*p)->next_) {
+        if (*p == &s) {
+            *p = s.next_;
+            break;
+        }
+    }
+    // Deliveries already queued still belong to the remaining sets; read them first, so none
+    // reaches the restored disposition once the signal is unblocked.
+    on_readable();
+    sigset_t released;
+    sigemptyset(&released);
+    bool any = false;
+    for (int signo : s.signals_) {
+        if (--counts_[std::size_t(signo)] > 0) continue;
+        sigaddset(&released, signo);
+        any = true;
+    }
+    if (!any) return;
+    try {
+        update_fd();
+    } catch (...) {
+    }
+    // A signal still pending for this thread would hit the old disposition: consume it.
+    timespec zero{};
+    while (::sigtimedwait(&released, nullptr, &zero) > 0) {
+    }
+    pthread_sigmask(SIG_UNBLOCK, &released, nullptr);
+    for (int signo = 1; signo <= max_signal; ++signo)
+        if (sigismember(&released, signo)) release_disposition(signo);
+}
+
+void signal_hub::on_readable() noexcept {
+    if (fd_ < 0) return;
+    signalfd_siginfo info[16];
+    for (;;) {
+        ssize_t n = ::read(fd_, info, sizeof info);
+        if (n <= 0) return;
+        for (std::size_t i = 0; i < std::size_t(n) / sizeof info[0]; ++i)
+            deliver(int(info[i].ssi_signo));
+    }
+}
+
+void signal_hub::deliver(int signo) noexcept {
+    for (signal_set* s = sets_; s; s = s->next_) {
+        bool held = false;
+        for (int x : s->signals_) held = held || x == signo;
+        if (!held) continue;
+        if (!s->waiters_) {
+            s->pending_ |= std::uint64_t{1} << (signo - 1);
+            continue;
+        }
+        while (signal_wait* w = s->waiters_) {
+            s->waiters_ = w->next;
+            if (w->next) w->next->prev = nullptr;
+            w->next = w->prev = nullptr;
+            w->signo = signo;
+            w->ec.clear();
+            loop_.count_wait(-1);
+            loop_.complete(w);
+        }
+    }
+}
+
+void signal_hub::dump(std::ostream& out) const {
+    for (const signal_set* s = sets_; s; s = s->next_) {
+        for (const signal_wait* w = s->waiters_; w; w = w->next) {
+            out << "  signal wait {";
+            for (std::size_t i = 0; i < s->signals_.size(); ++i)
+                out << (i ? " " : "") << s->signals_[i];
+            out << "} at " << w->where.file_name() << ':' << w->where.line() << '\n';
+        }
+    }
+}
+
+void signal_hub::reinit() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+    // The child is single-threaded now: this thread receives its signals.
+    for (int s = 1; s <= max_signal && s < int(counts_.size()); ++s)
+        if (counts_[std::size_t(s)] > 0)
+            forward_to[s].store(int(::syscall(SYS_gettid)), std::memory_order_relaxed);
+    update_fd();
+}
+
+bool signal_hub::take_pending(signal_set& s, signal_wait& w) noexcept {
+    if (!s.pending_) return false;
+    int bit = __builtin_ctzll(s.pending_);
+    s.pending_ &= s.pending_ - 1;
+    w.signo = bit + 1;
+    return true;
+}
+
+void signal_hub::arm(signal_set& s, signal_wait& w) noexcept {
+    w.prev = nullptr;
+    w.next = s.waiters_;
+    if (s.waiters_) s.waiters_->prev = &w;
+    s.waiters_ = &w;
+    loop_.count_wait(1);
+}
+
+bool signal_hub::unlink(signal_wait& w) noexcept {
+    signal_set& s = *w.set;
+    bool linked = w.prev || s.waiters_ == &w;
+    if (!linked) return false;
+    if (w.prev) w.prev->next = w.next;
+    else s.waiters_ = w.next;
+    if (w.next) w.next->prev = w.prev;
+    w.next = w.prev = nullptr;
+    loop_.count_wait(-1);
+    return true;
+}
+
+}  // namespace detail
+
+// ---- signal_set ----
+
+namespace {
+
+event_loop& running_loop() {
+    event_loop* l = event_loop::current();
+    if (!l) throw std::logic_error("coev::signal_set needs a running event_loop (or pass one)");
+    return *l;
+}
+
+void cancel_signal_wait(detail::waiter* base, std::error_code ec) noexcept {
+    auto* w = static_cast<detail::signal_wait*>(base);
+    event_loop& loop = w->set->loop();
+    if (!loop.signals().unlink(*w)) return;  // delivered already
+    w->ec = ec;
+    loop.complete(w);
+}
+
+}  // namespace
+
+signal_set::signal_set(std::initializer_list<int> signals) : signal_set(running_loop(), signals) {}
+
+signal_set::signal_set(event_loop& loop, std::initializer_list<int> signals)
+    : loop_(loop), signals_(signals) {
+    loop_.signals().add(*this);
+}
+
+signal_set::~signal_set() {
+    // Waiters cannot outlive the set: their frames would be resumed for a dead object.
+    while (detail::signal_wait* w = waiters_) {
+        loop_.signals().unlink(*w);
+        w->ec = make_error_code(error::closed);
+        loop_.complete(w);
+    }
+    loop_.signals().remove(*this);
+}
+
+signal_set::wait_awaiter::~wait_awaiter() {
+    if (!armed_) return;
+    on_stop_.reset();
+    event_loop& loop = set_.loop();
+    if (w_.cancel_posted.load(std::memory_order_acquire)) loop.retract_cancel(&w_);
+    if (!loop.signals().unlink(w_)) loop.unschedule(&w_.node);
+}
+
+bool signal_set::wait_awaiter::await_ready() noexcept {
+    return set_.loop().signals().take_pending(set_, w_);
+}
+
+bool signal_set::wait_awaiter::arm(std::coroutine_handle<> h, detail::promise_base* p) noexcept {
+    const std::stop_token& tok = detail::stop_token_of(p);
+    if (tok.stop_requested()) {
+        w_.ec = std::make_error_code(std::errc::operation_canceled);
+        return false;
+    }
+    event_loop& loop = set_.loop();
+    w_.node.handle = h;
+    w_.node.priority = detail::priority_of(p);
+    w_.cancel = &cancel_signal_wait;
+    loop.signals().arm(set_, w_);
+    armed_ = true;
+    if (tok.stop_possible()) on_stop_.emplace(tok, detail::cancel_on_stop{&loop, &w_});
+    return true;
+}
+
+result<int> signal_set::wait_awaiter::await_resume() noexcept {
+    if (armed_) {
+        on_stop_.reset();
+        if (w_.cancel_posted.load(std::memory_order_acquire))
+            set_.loop().retract_cancel(&w_);
+        armed_ = false;
+    }
+    if (w_.ec) return w_.ec.code();
+    return w_.signo;
+}
+
+}  // namespace coev

@@ -1,0 +1,90 @@
+// runtime/src/task_group.cpp
+#include <coev/runtime/task_group.hpp>
+
+namespace coev {
+namespace detail {
+
+void group_state::fail(std::exception_ptr e, std::error_code ec) noexcept {
+    if (!exception && !error) {
+        exception = e;
+        error = ec;
+    }
+    source.request_stop();
+}
+
+void group_state::child_done() noexcept {
+    if (--running == 0 && joiner) {
+        ready_node* j = std::exchange(joiner, nullptr);
+        loop->schedule(j);
+    }
+    release();
+}
+
+task<void> group_child(task<void> t, group_state* st) {
+    try {
+        co_await std::move(t);
+    } catch (...) {
+        st->fail(std::current_exception(), {});
+    }
+    st->child_done();
+}
+
+task<void> group_child(task<result<void>> t, group_state* st) {
+    try {
+        result<void> r = co_await std::move(t);
+        if (!r) st->fail(nullptr, r.error());
+    } catch (...) {
+        st->fail(std::current_exception(), {});
+    }
+    st->child_done();
+}
+
+}  // namespace detail
+
+task_group::task_group() : st_(new detail::group_state) {}
+
+task_group::task_group(std::stop_token parent) : task_group() {
+    if (parent.stop_possible()) parent_link_.emplace(parent, detail::forward_stop{&st_->source});
+}
+
+task_group::~task_group() {
+    parent_link_.reset();
+    if (st_->running > 0) st_->source.request_stop();
+    st_->joiner = nullptr;
+    st_->release();
+}
+
+void task_group::start(event_loop& loop, task<void> child, coev::source_location where) {
+    st_->loop = &loop;
+    ++st_->running;
+    ++st_->refs;
+    coev::spawn(loop, std::move(child), spawn_options{st_->source.get_token(), -1}, where);
+}
+
+namespace {
+event_loop& running_loop() {
+    event_loop* l = event_loop::current();
+    if (!l) throw std::logic_error("task_group::spawn needs a running event_loop (or pass one)");
+    return *l;
+}
+}  // namespace
+
+void task_group::spawn(task<void> t, coev::source_location where) {
+    start(running_loop(), detail::group_child(std::move(t), st_), where);
+}
+
+void task_group::spawn(task<result<void>> t, coev::source_location where) {
+    start(running_loop(), detail::group_child(std::move(t), st_), where);
+}
+
+void task_group::spawn(event_loop& loop, task<void> t, coev::source_location where) {
+    start(loop, detail::group_child(std::move(t), st_), where);
+}
+
+result<void> task_group::join_awaiter::await_resume() {
+    link_.reset();
+    if (st_->exception) std::rethrow_exception(st_->exception);
+    return st_->error;
+}
+
+}  // namespace coev

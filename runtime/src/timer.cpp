@@ -1,0 +1,115 @@
+// runtime/src/timer.cpp
+#include <coev/runtime/timer.hpp>
+
+namespace coev {
+namespace {
+
+void fire_sleep(detail::timer_node* t) noexcept {
+    auto* w = static_cast<detail::sleep_wait*>(t);
+    w->ec.clear();
+    w->loop->complete(w);
+}
+
+void cancel_sleep(detail::waiter* base, std::error_code ec) noexcept {
+    auto* w = static_cast<detail::sleep_wait*>(base);
+    if (!w->armed()) return;  // it fired already and is queued
+    w->loop->timers().cancel(*w);
+    w->ec = ec;
+    w->loop->complete(w);
+}
+
+
+}  // namespace
+
+void sleep_awaiter::release_owner(detail::sleep_wait& w) noexcept {
+    if (w.owner && w.owner->active_ == &w) w.owner->active_ = nullptr;
+    w.owner = nullptr;
+}
+
+bool sleep_awaiter::arm(std::coroutine_handle<> h, detail::promise_base* p) noexcept {
+    event_loop* loop = event_loop::current();
+    if (!loop) {
+        w_.ec = std::make_error_code(std::errc::operation_not_permitted);
+        return false;
+    }
+    const std::stop_token& tok = detail::stop_token_of(p);
+    if (tok.stop_requested()) {
+        w_.ec = std::make_error_code(std::errc::operation_canceled);
+        return false;
+    }
+    if (w_.owner) {
+        if (w_.owner->active_) {
+            w_.ec = make_error_code(error::busy);
+            return false;
+        }
+        w_.owner->active_ = &w_;
+    }
+    w_.node.handle = h;
+    w_.node.priority = detail::priority_of(p);
+    w_.fire = &fire_sleep;
+    w_.cancel = &cancel_sleep;
+    w_.loop = loop;
+    if (relative_) loop->timers().add_after(w_, loop->now(), rel_);
+    else loop->timers().add_at(w_, at_);
+    if (tok.stop_possible()) on_stop_.emplace(tok, detail::cancel_on_stop{loop, &w_});
+    return true;
+}
+
+result<void> sleep_awaiter::await_resume() noexcept {
+    on_stop_.reset();
+    if (w_.loop) {
+        release_owner(w_);
+        if (w_.cancel_posted.load(std::memory_order_acquire)) w_.loop->retract_cancel(&w_);
+        w_.loop = nullptr;
+    }
+    return w_.ec.code();
+}
+
+void sleep_awaiter::abandon() noexcept {
+    on_stop_.reset();
+    release_owner(w_);
+    if (w_.cancel_posted.load(std::memory_order_acquire)) w_.loop->retract_cancel(&w_);
+    if (w_.armed()) w_.loop->timers().cancel(w_);
+    else w_.loop->unschedule(&w_.node);
+    w_.loop = nullptr;
+}
+
+bool timer::cancel() noexcept {
+    detail::sleep_wait* w = active_;
+    if (!w) return false;
+    active_ = nullptr;
+    w->owner = nullptr;  // the awaiter may outlive us
+    if (!w->armed()) return false;  // it fired already; the waiter runs soon
+    w->cancel(w, std::make_error_code(std::errc::operation_canceled));
+    return true;
+}
+
+sleep_awaiter interval::tick(coev::source_location w) {
+    event_loop* loop = event_loop::current();
+    if (!loop) throw std::logic_error("interval::tick needs a running event_loop");
+    const time_point now = loop->now();
+    if (!next_) {
+        next_ = now + period_;
+    } else {
+        *next_ += period_;
+        // More than a whole period late: skip the missed ticks but keep the phase.
+        if (now - *next_ >= period_) *next_ += ((now - *next_) / period_) * period_;
+    }
+    return sleep_until(*next_, w);
+}
+
+namespace detail {
+
+deadline_guard::deadline_guard(event_loop& loop, duration d, std::stop_source& src) noexcept
+    : loop_(loop) {
+    node_.src = &src;
+    node_.fire = [](timer_node* t) noexcept {
+        auto* n = static_cast<node*>(t);
+        n->fired = true;
+        n->src->request_stop();
+    };
+    loop.timers().add_after(node_, loop.now(), d);
+}
+
+}  // namespace detail
+}  // namespace coev

@@ -1,0 +1,166 @@
+// runtime/src/timer_queue.cpp
+#include <coev/runtime/detail/timer_queue.hpp>
+
+namespace coev::detail {
+
+namespace {
+// Durations that keep a FIFO list; more distinct durations than this go to the heap.
+constexpr std::size_t max_fifos = 8;
+}  // namespace
+
+timer_queue::timer_queue() { heap_.reserve(64); }
+
+void timer_queue::heap_push(timer_node& n) {
+    heap_.push_back(entry{key_of(n.deadline), &n});
+    auto i = static_cast<std::uint32_t>(heap_.size() - 1);
+    n.heap_index = i;
+    sift_up(i);
+}
+
+void timer_queue::sift_up(std::uint32_t i) noexcept {
+    entry e = heap_[i];
+    while (i > 0) {
+        std::uint32_t parent = (i - 1) / 4;
+        if (!less(e, heap_[parent])) break;
+        place(i, heap_[parent]);
+        i = parent;
+    }
+    place(i, e);
+}
+
+void timer_queue::sift_down(std::uint32_t i) noexcept {
+    const auto n = static_cast<std::uint32_t>(heap_.size());
+    entry e = heap_[i];
+    for (;;) {
+        std::uint32_t first = 4 * i + 1;
+        if (first >= n) break;
+        std::uint32_t best = first;
+        std::uint32_t last = first + 4 < n ? first + 4 : n;
+        for (std::uint32_t c = first + 1; c < last; ++c)
+            if (less(heap_[c], heap_[best])) best = c;
+        if (!less(heap_[best], e)) break;
+        place(i, heap_[best]);
+        i = best;
+    }
+    place(i, e);
+}
+
+void timer_queue::heap_update(std::uint32_t i) noexcept {
+    if (i > 0 && less(heap_[i], heap_[(i - 1) / 4])) sift_up(i);
+    else sift_down(i);
+}
+
+void timer_queue::heap_erase(std::uint32_t i) noexcept {
+    heap_[i].node->heap_index = timer_node::npos;
+    entry last = heap_.back();
+    heap_.pop_back();
+    if (i < heap_.size()) {
+        place(i, last);
+        heap_update(i);
+    }
+}
+
+void timer_queue::add_at(timer_node& n, time_point deadline) {
+    if (n.armed()) cancel(n);
+    n.deadline = deadline;
+    n.seq = next_seq_++;
+    heap_push(n);
+    ++count_;
+}
+
+timer_fifo* timer_queue::fifo_for(duration d) {
+    for (auto& f : fifos_)
+        if (f->period == d) return f.get();
+    // A duration gets a list the second time in a row it is asked for: repeated idle
+    // timeouts qualify at once, scattered durations never take a slot.
+    bool repeated = d == last_period_;
+    last_period_ = d;
+    if (!repeated) return nullptr;
+    if (fifos_.size() < max_fifos) {
+        fifos_.push_back(std::make_unique<timer_fifo>());
+        fifos_.back()->period = d;
+        return fifos_.back().get();
+    }
+    for (auto& f : fifos_) {
+        if (!f->head) {  // reuse an idle list
+            f->period = d;
+            return f.get();
+        }
+    }
+    return nullptr;
+}
+
+void timer_queue::add_after(timer_node& n, time_point now, duration d) {
+    // Scattered durations (the common case without idle timeouts) skip the list search.
+    timer_fifo* f = fifos_.empty() && d != last_period_ ? nullptr : fifo_for(d);
+    if (!f) {
+        last_period_ = d;
+        add_at(n, now + d);
+        return;
+    }
+    if (n.armed()) cancel(n);
+    n.deadline = now + d;
+    n.seq = next_seq_++;
+    n.fifo = f;
+    n.next = nullptr;
+    n.prev = f->tail;
+    if (f->tail) {
+        f->tail->next = &n;
+    } else {
+        f->head = &n;
+        f->proxy.deadline = n.deadline;
+        f->proxy.seq = n.seq;
+        f->proxy.fire = nullptr;  // marks a proxy
+        f->proxy.fifo = f;
+        heap_push(f->proxy);
+    }
+    f->tail = &n;
+    ++count_;
+}
+
+void timer_queue::fifo_unlink(timer_node& n) noexcept {
+    timer_fifo* f = n.fifo;
+    bool was_head = f->head == &n;
+    if (n.prev) n.prev->next = n.next;
+    else f->head = n.next;
+    if (n.next) n.next->prev = n.prev;
+    else f->tail = n.prev;
+    n.prev = n.next = nullptr;
+    n.fifo = nullptr;
+    if (!was_head) return;
+    if (!f->head) {
+        heap_erase(f->proxy.heap_index);
+        return;
+    }
+    f->proxy.deadline = f->head->deadline;
+    f->proxy.seq = f->head->seq;
+    std::uint32_t i = f->proxy.heap_index;
+    heap_[i].key = key_of(f->proxy.deadline);
+    sift_down(i);  // the new head is never earlier than the old one
+}
+
+void timer_queue::cancel(timer_node& n) noexcept {
+    if (n.fifo) {
+        fifo_unlink(n);
+    } else if (n.heap_index != timer_node::npos) {
+        heap_erase(n.heap_index);
+    } else {
+        return;
+    }
+    --count_;
+}
+
+std::size_t timer_queue::expire(time_point now) {
+    const std::int64_t limit = key_of(now);
+    std::size_t fired = 0;
+    while (!heap_.empty() && heap_.front().key <= limit) {
+        timer_node* n = heap_.front().node;
+        if (is_proxy(n)) n = n->fifo->head;  // a proxy's fifo field points back at its list
+        cancel(*n);
+        ++fired;
+        n->fire(n);
+    }
+    return fired;
+}
+
+}  // namespace coev::detail

@@ -1,0 +1,243 @@
+// tests/runtime/debug_test.cpp
+// Debug mode's misuse reports, and what dump() and has_pending() say about waits that were
+// cancelled.
+#include "helpers.hpp"
+
+#include <doctest/doctest.h>
+
+#include <csignal>
+#include <sstream>
+#include <string>
+#include <unistd.h>
+#include <vector>
+
+using namespace std::chrono_literals;
+using coev_test::counted;
+using coev_test::location;
+using coev_test::log_capture;
+using coev_test::make_socket_pair;
+using coev_test::watchdog;
+
+namespace {
+
+std::vector<std::string> dump_lines(const coev::event_loop& loop) {
+    std::ostringstream out;
+    loop.dump(out);
+    std::vector<std::string> lines;
+    std::istringstream in(out.str());
+    for (std::string line; std::getline(in, line);) lines.push_back(line);
+    return lines;
+}
+
+}  // namespace
+
+TEST_CASE("debug mode reports two waiters on one fd, with both locations") {
+    log_capture logs;
+    coev::event_loop loop;
+    auto s = make_socket_pair();
+    int first_line = 0, second_line = 0;
+    coev::result<void> second;
+    auto first_waiter = [&]() -> coev::task<> {
+        first_line = __LINE__; (void)co_await coev::wait_readable(s.a.get());
+    };
+    auto second_waiter = [&]() -> coev::task<> {
+        second_line = __LINE__; second = co_await coev::wait_readable(s.a.get());
+        coev_test::send_now(s.b.get(), "x");
+    };
+    coev::spawn(loop, first_waiter());
+    coev::spawn(loop, second_waiter());
+    watchdog wd(loop);
+    loop.run();
+    CHECK(second.error() == coev::error::busy);
+    const auto lines = logs.lines();
+    CAPTURE(lines);
+    // One report, naming the fd and both places (the wording is free).
+    const std::string fd = "fd " + std::to_string(s.a.get());
+    const std::string first_at = location(__FILE__, first_line);
+    const std::string second_at = location(__FILE__, second_line);
+    int reports = 0;
+    for (const auto& l : lines) {
+        reports += l.find(fd) != std::string::npos && l.find(first_at) != std::string::npos &&
+                   l.find(second_at) != std::string::npos;
+    }
+    CHECK(reports == 1);
+}
+
+TEST_CASE("debug mode reports a wait on a closed fd, with its location") {
+    log_capture logs;
+    coev::event_loop loop;
+    auto s = make_socket_pair();
+    const int fd = s.b.release();
+    ::close(fd);
+    int line = 0;
+    coev::result<void> r;
+    auto waiter = [&]() -> coev::task<> {
+        line = __LINE__; r = co_await coev::wait_readable(fd);
+    };
+    coev::spawn(loop, waiter());
+    {
+        watchdog wd(loop);
+        loop.run();
+    }
+    CHECK(r.error() == std::errc::bad_file_descriptor);
+    const auto lines = logs.lines();
+    CAPTURE(lines);
+    int reports = 0;
+    for (const auto& l : lines) {
+        reports += l.find("closed fd " + std::to_string(fd)) != std::string::npos &&
+                   l.find(location(__FILE__, line)) != std::string::npos;
+    }
+    CHECK(reports == 1);
+}
+
+TEST_CASE("without debug mode, misuse is not reported") {
+    log_capture logs(false);
+    coev::event_loop loop;
+    auto s = make_socket_pair();
+    const int fd = s.b.release();
+    ::close(fd);
+    coev::result<void> r;
+    auto waiter = [&]() -> coev::task<> { r = co_await coev::wait_readable(fd); };
+    coev::spawn(loop, waiter());
+    {
+        watchdog wd(loop);
+        loop.run();
+    }
+    CHECK(r.error() == std::errc::bad_file_descriptor);
+    CHECK(logs.lines().empty());
+}
+
+TEST_CASE("debug mode reports a task left suspended by a dying loop, and its frame is freed") {
+    counted::made = counted::gone = 0;
+    log_capture logs;
+    auto s = make_socket_pair();
+    int fd_spawn_line = 0, sleep_spawn_line = 0, unstarted_spawn_line = 0;
+    {
+        coev::event_loop loop;
+        auto inner = [&](counted c) -> coev::task<> {
+            counted local;
+            (void)c;
+            (void)co_await coev::wait_readable(s.a.get(), loop.now() + 1h);
+        };
+        auto on_fd = [&]() -> coev::task<> {
+            counted local;
+            co_await inner(counted{});
+        };
+        auto asleep = [&]() -> coev::task<> {
+            counted local;
+            (void)co_await coev::sleep_for(1h);
+        };
+        auto never = [&](counted c) -> coev::task<> {
+            (void)c;
+            co_return;
+        };
+        fd_spawn_line = __LINE__; coev::spawn(loop, on_fd());
+        sleep_spawn_line = __LINE__; coev::spawn(loop, asleep());
+        loop.poll();  // both are now suspended
+        unstarted_spawn_line = __LINE__; coev::spawn(loop, never(counted{}));
+        // Locals and parameter copies of the frames (GCC also keeps inner()'s argument alive
+        // across the co_await that consumes it).
+        CHECK(counted::live() >= 5);
+    }
+    CHECK(counted::live() == 0);
+    const auto lines = logs.lines();
+    CAPTURE(lines);
+    const std::string what = "task still suspended when its loop was destroyed at ";
+    CHECK(logs.contains(what + location(__FILE__, fd_spawn_line)));
+    CHECK(logs.contains(what + location(__FILE__, sleep_spawn_line)));
+    CHECK(logs.contains(what + location(__FILE__, unstarted_spawn_line)));
+    CHECK(logs.count(what) == 3);
+}
+
+TEST_CASE("dump() lists each pending wait with its location") {
+    coev::event_loop loop;
+    auto s = make_socket_pair();
+    coev::signal_set signals(loop, {SIGUSR1});
+    std::stop_source stop;
+    int fd_line = 0, signal_line = 0;
+    auto fd_waiter = [&]() -> coev::task<> {
+        fd_line = __LINE__; (void)co_await coev::wait_writable(s.a.get(), loop.now() + 1h);
+    };
+    auto sleeper = [&]() -> coev::task<> { (void)co_await coev::sleep_for(1h); };
+    auto signal_waiter = [&]() -> coev::task<> {
+        signal_line = __LINE__; (void)co_await signals.wait();
+    };
+    coev_test::fill_send_buffer(s.a.get());
+    coev::spawn(loop, fd_waiter(), coev::spawn_options{.stop = stop.get_token()});
+    coev::spawn(loop, sleeper(), coev::spawn_options{.stop = stop.get_token()});
+    coev::spawn(loop, signal_waiter(), coev::spawn_options{.stop = stop.get_token()});
+    loop.poll();
+    const auto lines = dump_lines(loop);
+    CAPTURE(lines);
+    REQUIRE(lines.size() == 5);  // header, fd wait, its deadline, the sleep, the signal wait
+    CHECK(lines[0].find("event_loop backend=" + std::string(loop.backend_name())) == 0);
+    CHECK(lines[0].find("timers=2 waits=2") != std::string::npos);
+    CHECK(lines[1] == "  fd " + std::to_string(s.a.get()) + " write waiting at " +
+                          location(__FILE__, fd_line));
+    CHECK(lines[2].find("  timer due in ") == 0);
+    CHECK(lines[3].find("  timer due in ") == 0);
+    CHECK(lines[4] == "  signal wait {" + std::to_string(SIGUSR1) + "} at " +
+                          location(__FILE__, signal_line));
+    stop.request_stop();
+    {
+        watchdog wd(loop);
+        loop.run();
+    }
+    CHECK(dump_lines(loop).size() == 1);
+}
+
+TEST_CASE("a cancelled wait leaves nothing in dump() and nothing pending") {
+    coev::event_loop loop;
+    auto s = make_socket_pair();
+    coev::signal_set signals(loop, {SIGUSR1});
+    std::stop_source stop;
+    std::error_code outcome;
+    auto record = [&](std::error_code ec) { outcome = ec; };
+    std::vector<std::byte> buf(16);
+    std::vector<std::byte> big(1 << 20);
+    std::size_t lines_while_waiting = 0;
+    int kind = 0;
+    SUBCASE("sleep_for") { kind = 0; }
+    SUBCASE("wait_readable") { kind = 1; }
+    SUBCASE("wait_writable with a deadline") { kind = 2; }
+    SUBCASE("read_some") { kind = 3; }
+    SUBCASE("write_some on a full socket") { kind = 4; }
+    SUBCASE("signal wait") { kind = 5; }
+    SUBCASE("sleep_for cancelled from another thread") { kind = 6; }
+    if (kind == 4 || kind == 2) coev_test::fill_send_buffer(s.a.get());
+    auto waiter = [&]() -> coev::task<> {
+        switch (kind) {
+            case 0:
+            case 6: record((co_await coev::sleep_for(1h)).error()); break;
+            case 1: record((co_await coev::wait_readable(s.a.get())).error()); break;
+            case 2:
+                record((co_await coev::wait_writable(s.a.get(), loop.now() + 1h)).error());
+                break;
+            case 3: record((co_await coev::read_some(s.a.get(), buf)).error()); break;
+            case 4: record((co_await coev::write_some(s.a.get(), big)).error()); break;
+            case 5: record((co_await signals.wait()).error()); break;
+        }
+    };
+    std::thread other;
+    auto canceller = [&]() -> coev::task<> {
+        lines_while_waiting = dump_lines(loop).size();
+        if (kind == 6) other = std::thread([&] { stop.request_stop(); });
+        else stop.request_stop();
+        co_return;
+    };
+    coev::spawn(loop, waiter(), coev::spawn_options{.stop = stop.get_token()});
+    coev::spawn(loop, canceller());  // runs once the wait is armed
+    {
+        watchdog wd(loop);
+        loop.run();
+        CHECK_FALSE(wd.fired());
+    }
+    if (other.joinable()) other.join();
+    CHECK(outcome == std::errc::operation_canceled);
+    CHECK(lines_while_waiting >= 2);  // the header and the wait: the check below means something
+    const auto lines = dump_lines(loop);
+    CAPTURE(lines);
+    CHECK(lines.size() == 1);
+    CHECK(lines[0].find("ready=0 timers=0 waits=0") != std::string::npos);
+    CHECK_FALSE(loop.has_pending());
+}

@@ -1,0 +1,559 @@
+// tests/runtime/loop_test.cpp
+// event_loop: run modes, stop and exit, the cached clock and its manual modes, work posted from
+// other threads, priorities, fork, and the version.
+#include "helpers.hpp"
+
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <string>
+#include <sys/wait.h>
+#include <thread>
+#include <unistd.h>
+#include <vector>
+
+using namespace std::chrono_literals;
+using coev_test::watchdog;
+
+// ---- run modes ----
+
+TEST_CASE("run() returns once nothing is pending") {
+    coev::event_loop loop;
+    SUBCASE("an empty loop returns at once") {
+        loop.run();
+        CHECK_FALSE(loop.has_pending());
+    }
+    SUBCASE("a loop returns after its last task ends") {
+        bool done = false;
+        auto sleeper = [&]() -> coev::task<> {
+            (void)co_await coev::sleep_for(10ms);
+            done = true;
+        };
+        coev::spawn(loop, sleeper());
+        CHECK(loop.has_pending());
+        watchdog wd(loop);
+        loop.run();
+        CHECK(done);
+        CHECK_FALSE(loop.has_pending());
+        CHECK_FALSE(wd.fired());
+    }
+    CHECK_FALSE(loop.got_stop());
+    CHECK_FALSE(loop.got_exit());
+}
+
+TEST_CASE("run(until_stopped) keeps waiting on an empty loop until stop() is posted") {
+    coev::event_loop loop;
+    std::atomic<bool> first_ran{false};
+    bool first_saw_pending = true;
+    bool second_ran = false;
+    std::thread other([&] {
+        loop.post([&] {
+            first_saw_pending = loop.has_pending();
+            first_ran = true;
+        });
+        for (int i = 0; i < 10'000 && !first_ran; ++i) std::this_thread::sleep_for(1ms);
+        // Give an until_empty loop every chance to return on its own before the stop arrives.
+        std::this_thread::sleep_for(20ms);
+        loop.post([&] {
+            second_ran = true;
+            loop.stop();
+        });
+    });
+    watchdog wd(loop);
+    loop.run(coev::run_mode::until_stopped);
+    other.join();
+    CHECK(first_ran);
+    CHECK_FALSE(first_saw_pending);  // the loop really was empty in between
+    CHECK(second_ran);
+    CHECK(loop.got_stop());
+    CHECK_FALSE(wd.fired());
+}
+
+TEST_CASE("run_once() waits for an event when nothing is ready and runs what it woke") {
+    coev::event_loop loop;
+    bool done = false;
+    auto sleeper = [&]() -> coev::task<> {
+        (void)co_await coev::sleep_for(10ms);
+        done = true;
+    };
+    coev::spawn(loop, sleeper());
+    CHECK(loop.run_once());  // starts the task, which then sleeps
+    CHECK_FALSE(done);
+    const auto t0 = coev::clock::now();
+    CHECK_FALSE(loop.run_once());  // blocks for the timer, then runs the task to its end
+    CHECK(done);
+    CHECK(coev::clock::now() - t0 >= 9ms);
+}
+
+TEST_CASE("poll() runs what is ready without waiting") {
+    coev::event_loop loop;
+    std::stop_source stop;
+    bool quick_done = false;
+    coev::result<void> slow_result;
+    auto quick = [&]() -> coev::task<> {
+        quick_done = true;
+        co_return;
+    };
+    auto slow = [&]() -> coev::task<> { slow_result = co_await coev::sleep_for(10s); };
+    coev::spawn(loop, slow(), coev::spawn_options{.stop = stop.get_token()});
+    coev::spawn(loop, quick());
+    const auto t0 = coev::clock::now();
+    CHECK(loop.poll());
+    CHECK(loop.poll());  // nothing ready: must not wait for the 10 s timer
+    CHECK(coev::clock::now() - t0 < 2s);
+    CHECK(quick_done);
+    stop.request_stop();
+    loop.run();
+    CHECK(slow_result.error() == std::errc::operation_canceled);
+}
+
+TEST_CASE("stop() returns after the current task step and leaves the other ready tasks for later") {
+    coev::event_loop loop;
+    std::vector<std::string> order;
+    auto step = [&](std::string name, bool stops) -> coev::task<> {
+        order.push_back(name);
+        if (stops) {
+            loop.stop();
+            order.push_back(name + " went on");  // the step itself runs to its next suspension
+        }
+        co_return;
+    };
+    coev::spawn(loop, step("a", true));
+    coev::spawn(loop, step("b", false));
+    coev::spawn(loop, step("c", false));
+    loop.run();
+    CHECK(order == std::vector<std::string>{"a", "a went on"});
+    CHECK(loop.got_stop());
+    CHECK_FALSE(loop.got_exit());
+    CHECK(loop.has_pending());
+    loop.run();
+    CHECK(order == std::vector<std::string>{"a", "a went on", "b", "c"});
+    CHECK_FALSE(loop.got_stop());
+}
+
+TEST_CASE("stop_after() runs what is already due and then returns") {
+    SUBCASE("on the monotonic clock") {
+        coev::event_loop loop;
+        std::stop_source stop;
+        bool early_done = false;
+        bool late_done = false;
+        auto early = [&]() -> coev::task<> {
+            (void)co_await coev::sleep_for(10ms);
+            early_done = true;
+        };
+        auto late = [&]() -> coev::task<> {
+            (void)co_await coev::sleep_for(10s);
+            late_done = true;
+        };
+        coev::spawn(loop, early());
+        coev::spawn(loop, late(), coev::spawn_options{.stop = stop.get_token()});
+        const auto exit_at = loop.now() + 50ms;
+        loop.stop_after(50ms);
+        const auto t0 = coev::clock::now();
+        watchdog wd(loop);
+        loop.run();
+        CHECK(loop.got_exit());
+        CHECK_FALSE(loop.got_stop());
+        CHECK(early_done);
+        CHECK_FALSE(late_done);
+        CHECK(loop.now() >= exit_at);
+        CHECK(coev::clock::now() - t0 < 5s);
+        stop.request_stop();
+        loop.run();
+        CHECK(late_done);
+        CHECK_FALSE(loop.got_exit());
+    }
+    SUBCASE("timers due at the very instant of the exit still run") {
+        coev::event_loop loop(coev::loop_config{.clock = coev::clock_mode::auto_advance});
+        std::vector<int> done;
+        auto sleeper = [&](int id, coev::duration d) -> coev::task<> {
+            (void)co_await coev::sleep_for(d);
+            done.push_back(id);
+        };
+        loop.stop_after(10ms);
+        coev::spawn(loop, sleeper(1, 10ms));
+        coev::spawn(loop, sleeper(2, 10ms));
+        coev::spawn(loop, sleeper(3, 20ms));
+        loop.run();
+        CHECK(loop.got_exit());
+        CHECK(done == std::vector<int>{1, 2});
+        loop.run();
+        CHECK(done == std::vector<int>{1, 2, 3});
+    }
+}
+
+// ---- time ----
+
+TEST_CASE("now() is cached for the whole iteration") {
+    coev::event_loop loop;
+    coev::time_point before{}, after{}, wall_after{};
+    auto busy = [&]() -> coev::task<> {
+        before = loop.now();
+        coev_test::spin_for(2ms);
+        after = loop.now();
+        wall_after = coev::clock::now();
+        co_return;
+    };
+    coev::spawn(loop, busy());
+    loop.run();
+    CHECK(before == after);
+    CHECK(wall_after - before >= 2ms);
+}
+
+TEST_CASE("update_time() refreshes the cached time") {
+    coev::event_loop loop;
+    coev::time_point before{}, refreshed{};
+    auto busy = [&]() -> coev::task<> {
+        before = loop.now();
+        coev_test::spin_for(2ms);
+        loop.update_time();
+        refreshed = loop.now();
+        co_return;
+    };
+    coev::spawn(loop, busy());
+    loop.run();
+    CHECK(refreshed - before >= 2ms);
+}
+
+TEST_CASE("precise_time makes now() read the clock on every call") {
+    coev::event_loop loop(coev::loop_config{.precise_time = true});
+    coev::time_point before{}, after{};
+    auto busy = [&]() -> coev::task<> {
+        before = loop.now();
+        coev_test::spin_for(2ms);
+        after = loop.now();
+        co_return;
+    };
+    coev::spawn(loop, busy());
+    loop.run();
+    CHECK(after - before >= 2ms);
+}
+
+TEST_CASE("a manual clock moves only with advance(), which fires due timers without sleeping") {
+    coev::event_loop loop(coev::loop_config{.clock = coev::clock_mode::manual});
+    std::vector<int> fired;
+    auto sleeper = [&](int id, coev::duration d) -> coev::task<> {
+        (void)co_await coev::sleep_for(d);
+        fired.push_back(id);
+    };
+    coev::spawn(loop, sleeper(2, 1h));
+    coev::spawn(loop, sleeper(1, 30min));
+    const auto wall0 = coev::clock::now();
+    const auto t0 = loop.now();
+    loop.run();  // starts both; timers on a manual clock do not keep run() waiting
+    CHECK(fired.empty());
+    CHECK_FALSE(loop.has_pending());
+    CHECK(loop.now() == t0);
+    loop.advance(30min - 1ns);
+    CHECK(fired.empty());
+    loop.advance(1ns);
+    CHECK(fired == std::vector<int>{1});
+    loop.advance(30min);
+    CHECK(fired == std::vector<int>{1, 2});
+    CHECK(loop.now() - t0 == 1h);
+    CHECK(coev::clock::now() - wall0 < 5s);
+}
+
+// Regression: a timer armed already due (sleep_for(0ms), a late interval tick) on a manual clock
+// was left armed by run() and by the advance() that woke its task, until the next advance().
+TEST_CASE("on a manual clock, a timer armed already due fires without another advance()") {
+    coev::event_loop loop(coev::loop_config{.clock = coev::clock_mode::manual});
+    int steps = 0;
+    auto zero_sleeps = [&]() -> coev::task<> {
+        for (int i = 0; i < 3; ++i) {
+            (void)co_await coev::sleep_for(0ms);
+            ++steps;
+        }
+    };
+    SUBCASE("run() fires it") {
+        coev::spawn(loop, zero_sleeps());
+        watchdog wd(loop, 5s);
+        loop.run();
+        CHECK_FALSE(wd.fired());
+    }
+    SUBCASE("the advance() that woke the task fires it") {
+        auto later = [&]() -> coev::task<> {
+            (void)co_await coev::sleep_for(10ms);
+            co_await zero_sleeps();
+        };
+        coev::spawn(loop, later());
+        loop.run();
+        CHECK(steps == 0);
+        loop.advance(10ms);
+    }
+    CHECK(steps == 3);
+    CHECK_FALSE(loop.has_pending());
+}
+
+TEST_CASE("advance() refuses a monotonic clock") {
+    coev::event_loop loop;
+    CHECK_THROWS_AS(loop.advance(1s), std::logic_error);
+}
+
+TEST_CASE("an auto_advance clock completes a one-hour sleep at once") {
+    coev::duration slept{};
+    auto sleeper = []() -> coev::task<coev::duration> {
+        coev::event_loop* loop = coev::event_loop::current();
+        const auto t0 = loop->now();
+        (void)co_await coev::sleep_for(1h);
+        co_return loop->now() - t0;
+    };
+    const auto wall0 = coev::clock::now();
+    slept = coev::run(sleeper(), coev::loop_config{.clock = coev::clock_mode::auto_advance});
+    CHECK(slept == 1h);
+    CHECK(coev::clock::now() - wall0 < 5s);
+}
+
+// Regression: with an fd wait pending, an auto_advance loop blocked in the backend for good instead
+// of jumping to the deadline.
+TEST_CASE("an auto_advance clock jumps to a deadline while an fd wait is pending") {
+    coev::event_loop loop(coev::loop_config{.clock = coev::clock_mode::auto_advance});
+    auto s = coev_test::make_socket_pair();
+    // A full send buffer: the fd reports nothing at all that could wake the loop by chance.
+    coev_test::fill_send_buffer(s.a.get());
+    coev::result<void> r;
+    auto waiter = [&]() -> coev::task<> {
+        r = co_await coev::wait_writable(s.a.get(), loop.now() + 1h);
+    };
+    coev::spawn(loop, waiter());
+    watchdog wd(loop, 5s);
+    loop.run();
+    CHECK_FALSE(wd.fired());
+    CHECK(r.error() == std::errc::timed_out);
+}
+
+// ---- posted work ----
+
+TEST_CASE("work posted from 4 threads, 10,000 times each, all runs") {
+    coev::event_loop loop;
+    constexpr int threads = 4, per_thread = 10'000;
+    int count = 0;
+    std::vector<std::thread> posters;
+    for (int t = 0; t < threads; ++t) {
+        posters.emplace_back([&] {
+            for (int i = 0; i < per_thread; ++i) {
+                loop.post([&] {
+                    if (++count == threads * per_thread) loop.stop();
+                });
+            }
+        });
+    }
+    {
+        watchdog wd(loop, 30s);
+        loop.run(coev::run_mode::until_stopped);
+        CHECK_FALSE(wd.fired());
+    }
+    for (auto& t : posters) t.join();
+    CHECK(count == threads * per_thread);
+}
+
+TEST_CASE("work posted from one thread runs in the order it was posted") {
+    coev::event_loop loop;
+    std::vector<int> order;
+    std::thread poster([&] {
+        for (int i = 0; i < 1000; ++i) loop.post([&order, i] { order.push_back(i); });
+        loop.post([&] { loop.stop(); });
+    });
+    watchdog wd(loop);
+    loop.run(coev::run_mode::until_stopped);
+    poster.join();
+    REQUIRE(order.size() == 1000);
+    CHECK(std::is_sorted(order.begin(), order.end()));
+}
+
+TEST_CASE("an exception thrown by posted work goes to the exception handler") {
+    coev::event_loop loop;
+    int reported = 0;
+    loop.set_exception_handler([&](std::exception_ptr) { ++reported; });
+    bool after = false;
+    loop.post([] { throw std::runtime_error("posted"); });
+    loop.post([&] { after = true; });
+    watchdog wd(loop);
+    loop.run();
+    CHECK(reported == 1);
+    CHECK(after);
+    CHECK_FALSE(wd.fired());
+}
+
+// ---- priorities ----
+
+TEST_CASE("a task with a lower priority number runs first") {
+    coev::event_loop loop(coev::loop_config{.priorities = 3});
+    REQUIRE(loop.priorities() == 3);
+    std::vector<int> order;
+    auto t = [&](int p) -> coev::task<> {
+        order.push_back(p);
+        co_return;
+    };
+    for (int p : {2, 1, 0, 2, 0}) coev::spawn(loop, t(p), coev::spawn_options{.priority = p});
+    loop.run();
+    CHECK(order == std::vector<int>{0, 0, 1, 2, 2});
+}
+
+TEST_CASE("a task spawned without a priority runs at the middle one") {
+    coev::event_loop loop(coev::loop_config{.priorities = 3});
+    std::vector<std::string> order;
+    auto t = [&](std::string name) -> coev::task<> {
+        order.push_back(name);
+        co_return;
+    };
+    coev::spawn(loop, t("low"), coev::spawn_options{.priority = 2});
+    coev::spawn(loop, t("default"));
+    coev::spawn(loop, t("high"), coev::spawn_options{.priority = 0});
+    coev::spawn(loop, t("clamped"), coev::spawn_options{.priority = 99});
+    loop.run();
+    CHECK(order == std::vector<std::string>{"high", "default", "low", "clamped"});
+}
+
+namespace {
+
+// Puts the calling task straight back on the run queue, at its own priority.
+struct requeue {
+    coev::event_loop& loop;
+    coev::detail::ready_node node;
+    bool await_ready() noexcept { return false; }
+    template <class P> void await_suspend(std::coroutine_handle<P> h) noexcept {
+        node.handle = h;
+        node.priority = coev::detail::priority_of(coev::detail::base_of(h));
+        loop.schedule(&node);
+    }
+    void await_resume() noexcept {}
+};
+
+}  // namespace
+
+// libevent runs only the most urgent non-empty priority per iteration, so an event that is always
+// active starves the others. coev does the same; unlike libevent it runs only what was queued when
+// the batch began, so the self-requeueing task still lets the loop poll between its steps.
+TEST_CASE("a busy high-priority task starves lower priorities, as in libevent") {
+    coev::event_loop loop(coev::loop_config{.priorities = 3});
+    enum { by_zero_sleep, by_requeue } how = by_zero_sleep;
+    SUBCASE("re-queued by sleep_for(0ms)") { how = by_zero_sleep; }
+    SUBCASE("re-queued on the run queue") { how = by_requeue; }
+    constexpr int steps = 1000;
+    bool low_ran = false;
+    int low_seen_at_step = -1;
+    auto high = [&]() -> coev::task<> {
+        for (int i = 0; i < steps; ++i) {
+            if (low_ran && low_seen_at_step < 0) low_seen_at_step = i;
+            if (how == by_zero_sleep) (void)co_await coev::sleep_for(0ms);
+            else co_await requeue{loop, {}};
+        }
+    };
+    auto low = [&]() -> coev::task<> {
+        low_ran = true;
+        co_return;
+    };
+    coev::spawn(loop, low(), coev::spawn_options{.priority = 2});
+    coev::spawn(loop, high(), coev::spawn_options{.priority = 0});
+    const auto iterations_before = loop.counters().iterations;
+    loop.run();
+    CHECK(low_ran);
+    CHECK(low_seen_at_step == -1);  // low ran only once high was done
+    CHECK(loop.counters().iterations - iterations_before >= std::uint64_t(steps));
+}
+
+TEST_CASE("a task woken at a more urgent priority runs before the rest of the current batch") {
+    coev::event_loop loop(coev::loop_config{.priorities = 3});
+    std::vector<std::string> order;
+    std::stop_source wake;
+    auto urgent = [&]() -> coev::task<> {
+        (void)co_await coev::sleep_for(10s);
+        order.push_back("urgent");
+    };
+    auto step = [&](std::string name, bool wakes) -> coev::task<> {
+        order.push_back(name);
+        if (wakes) wake.request_stop();
+        co_return;
+    };
+    coev::spawn(loop, urgent(), coev::spawn_options{.stop = wake.get_token(), .priority = 0});
+    loop.poll();  // urgent is now asleep
+    coev::spawn(loop, step("a", true), coev::spawn_options{.priority = 2});
+    coev::spawn(loop, step("b", false), coev::spawn_options{.priority = 2});
+    coev::spawn(loop, step("c", false), coev::spawn_options{.priority = 2});
+    watchdog wd(loop);
+    loop.run();
+    CHECK(order == std::vector<std::string>{"a", "urgent", "b", "c"});
+}
+
+// ---- the loop itself ----
+
+TEST_CASE("event_loop::current() is the running loop, and null outside it") {
+    coev::event_loop loop;
+    CHECK(coev::event_loop::current() == nullptr);
+    coev::event_loop* seen = nullptr;
+    auto t = [&]() -> coev::task<> {
+        seen = coev::event_loop::current();
+        co_return;
+    };
+    coev::spawn(loop, t());
+    loop.run();
+    CHECK(seen == &loop);
+    CHECK(coev::event_loop::current() == nullptr);
+}
+
+TEST_CASE("the loop uses a supported backend, the one COEV_BACKEND names if set") {
+    coev::event_loop loop;
+    const auto all = coev::supported_backends();
+    CHECK(std::find(all.begin(), all.end(), loop.backend_name()) != all.end());
+    if (const char* env = std::getenv("COEV_BACKEND"); env && *env)
+        CHECK(loop.backend_name() == std::string_view(env));
+}
+
+TEST_CASE("reinit_after_fork() gives a forked child a working loop") {
+    coev::event_loop loop;
+    auto inherited = coev_test::make_socket_pair();
+    bool inherited_done = false;
+    auto inherited_wait = [&]() -> coev::task<> {
+        auto r = co_await coev::wait_readable(inherited.a.get());
+        inherited_done = r.has_value();
+    };
+    coev::spawn(loop, inherited_wait());
+    loop.poll();  // the wait is armed with the backend before the fork
+    REQUIRE(loop.has_pending());
+
+    const pid_t pid = ::fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        // The child: no doctest here, the exit code carries the outcome.
+        ::alarm(10);  // a hang kills the child, and the parent sees it
+        loop.reinit_after_fork();
+        auto fresh = coev_test::make_socket_pair();
+        bool timer_ok = false, fresh_ok = false;
+        auto timer = [&]() -> coev::task<> {
+            timer_ok = (co_await coev::sleep_for(5ms)).has_value();
+        };
+        auto fresh_wait = [&]() -> coev::task<> {
+            fresh_ok = (co_await coev::wait_readable(fresh.a.get(), loop.now() + 5s)).has_value();
+        };
+        auto writer = [&]() -> coev::task<> {
+            (void)co_await coev::sleep_for(1ms);
+            coev_test::send_now(fresh.b.get(), "f");
+            coev_test::send_now(inherited.b.get(), "i");
+        };
+        coev::spawn(loop, timer());
+        coev::spawn(loop, fresh_wait());
+        coev::spawn(loop, writer());
+        loop.run();
+        ::_exit((timer_ok ? 0 : 1) | (fresh_ok ? 0 : 2) | (inherited_done ? 0 : 4));
+    }
+    int status = 0;
+    REQUIRE(::waitpid(pid, &status, 0) == pid);
+    REQUIRE(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 0);
+    // The parent's loop was left alone by the child's: its own wait still completes.
+    coev_test::send_now(inherited.b.get(), "p");
+    watchdog wd(loop);
+    loop.run();
+    CHECK(inherited_done);
+    CHECK_FALSE(wd.fired());
+}
+
+TEST_CASE("version() matches the version in the headers") {
+    CHECK(coev::version() == COEV_VERSION_STRING);
+    CHECK(coev::version_number() == std::uint32_t(COEV_VERSION_NUMBER));
+    CHECK(COEV_VERSION_NUMBER == ((COEV_VERSION_MAJOR << 24) | (COEV_VERSION_MINOR << 16) |
+                                  (COEV_VERSION_PATCH << 8)));
+}

@@ -1,0 +1,187 @@
+// tests/runtime/signal_test.cpp
+// signal_set: delivery to every set, signals kept while nobody waits, restoring the previous
+// disposition, cancellation, and signals that land on another thread.
+#include "helpers.hpp"
+
+#include <doctest/doctest.h>
+
+#include <csignal>
+#include <pthread.h>
+#include <thread>
+
+using namespace std::chrono_literals;
+using coev_test::watchdog;
+
+namespace {
+
+volatile std::sig_atomic_t usr2_calls = 0;
+void count_usr2(int) { usr2_calls = usr2_calls + 1; }
+
+/// Installs a counting SIGUSR2 handler for the scope, then puts back what was there.
+class usr2_handler {
+public:
+    usr2_handler() {
+        struct sigaction mine {};
+        mine.sa_handler = &count_usr2;
+        sigemptyset(&mine.sa_mask);
+        ::sigaction(SIGUSR2, &mine, &previous_);
+        usr2_calls = 0;
+    }
+    usr2_handler(const usr2_handler&) = delete;
+    ~usr2_handler() { ::sigaction(SIGUSR2, &previous_, nullptr); }
+
+private:
+    struct sigaction previous_ {};
+};
+
+}  // namespace
+
+TEST_CASE("a raised signal reaches a waiter in every set that holds it") {
+    coev::event_loop loop;
+    coev::signal_set first(loop, {SIGUSR1});
+    coev::signal_set second(loop, {SIGUSR2, SIGUSR1});
+    coev::result<int> got_first, got_second;
+    auto wait_on = [](coev::signal_set& set, coev::result<int>& out) -> coev::task<> {
+        out = co_await set.wait();
+    };
+    auto raiser = []() -> coev::task<> {
+        ::raise(SIGUSR1);
+        co_return;
+    };
+    coev::spawn(loop, wait_on(first, got_first));
+    coev::spawn(loop, wait_on(second, got_second));
+    coev::spawn(loop, raiser());  // runs after both waits are armed
+    watchdog wd(loop);
+    loop.run();
+    REQUIRE(got_first.has_value());
+    CHECK(*got_first == SIGUSR1);
+    REQUIRE(got_second.has_value());
+    CHECK(*got_second == SIGUSR1);
+    CHECK_FALSE(wd.fired());
+}
+
+TEST_CASE("a signal_set made inside a task uses the running loop") {
+    coev::event_loop loop;
+    coev::result<int> got;
+    auto t = [&]() -> coev::task<> {
+        coev::signal_set set{SIGUSR1};
+        ::raise(SIGUSR1);
+        got = co_await set.wait();
+    };
+    coev::spawn(loop, t());
+    watchdog wd(loop);
+    loop.run();
+    REQUIRE(got.has_value());
+    CHECK(*got == SIGUSR1);
+}
+
+TEST_CASE("a signal raised while nobody waits is kept for the next wait") {
+    coev::event_loop loop;
+    coev::signal_set set(loop, {SIGUSR1});
+    ::raise(SIGUSR1);
+    ::raise(SIGUSR1);  // coalesced, as POSIX does: one delivery is kept
+    loop.poll();       // the loop reads the signal while no one waits for it
+    coev::result<int> got;
+    bool second_pending = true;
+    auto waiter = [&]() -> coev::task<> {
+        got = co_await set.wait();
+        second_pending = loop.has_pending();
+    };
+    coev::spawn(loop, waiter());
+    watchdog wd(loop);
+    loop.run();
+    REQUIRE(got.has_value());
+    CHECK(*got == SIGUSR1);
+    CHECK_FALSE(second_pending);
+    CHECK_FALSE(wd.fired());
+}
+
+TEST_CASE("the previous handler comes back when the last set holding the signal is destroyed") {
+    usr2_handler handler;
+    coev::event_loop loop;
+    coev::result<int> got;
+    {
+        coev::signal_set last(loop, {SIGUSR2});
+        {
+            coev::signal_set first(loop, {SIGUSR2});
+            ::raise(SIGUSR2);
+            CHECK(usr2_calls == 0);  // caught by the sets, not by the handler
+        }
+        ::raise(SIGUSR2);  // one set still holds it
+        CHECK(usr2_calls == 0);
+        auto waiter = [&]() -> coev::task<> { got = co_await last.wait(); };
+        coev::spawn(loop, waiter());
+        watchdog wd(loop);
+        loop.run();
+    }
+    REQUIRE(got.has_value());
+    CHECK(*got == SIGUSR2);
+    CHECK(usr2_calls == 0);
+    ::raise(SIGUSR2);  // no set left: the handler installed before them sees it
+    CHECK(usr2_calls == 1);
+}
+
+TEST_CASE("a cancelled signal wait consumes no signal") {
+    coev::event_loop loop;
+    coev::signal_set set(loop, {SIGUSR1});
+    std::stop_source stop;
+    coev::result<int> cancelled, later;
+    auto waiter = [&]() -> coev::task<> { cancelled = co_await set.wait(); };
+    auto canceller = [&]() -> coev::task<> {
+        stop.request_stop();
+        co_return;
+    };
+    coev::spawn(loop, waiter(), coev::spawn_options{.stop = stop.get_token()});
+    coev::spawn(loop, canceller());
+    watchdog wd(loop);
+    loop.run();
+    CHECK(cancelled.error() == std::errc::operation_canceled);
+    CHECK_FALSE(loop.has_pending());
+
+    ::raise(SIGUSR1);
+    auto next = [&]() -> coev::task<> { later = co_await set.wait(); };
+    coev::spawn(loop, next());
+    loop.run();
+    REQUIRE(later.has_value());
+    CHECK(*later == SIGUSR1);
+}
+
+TEST_CASE("a signal delivered to another thread is forwarded to the loop's thread") {
+    coev::event_loop loop;
+    coev::signal_set set(loop, {SIGUSR1});
+    coev::result<int> got;
+    auto waiter = [&]() -> coev::task<> { got = co_await set.wait(); };
+    coev::spawn(loop, waiter());
+    loop.poll();  // armed
+    std::thread other([] {
+        // This thread inherited the loop thread's mask, in which the set blocks SIGUSR1.
+        sigset_t usr1;
+        sigemptyset(&usr1);
+        sigaddset(&usr1, SIGUSR1);
+        ::pthread_sigmask(SIG_UNBLOCK, &usr1, nullptr);
+        ::pthread_kill(::pthread_self(), SIGUSR1);
+    });
+    other.join();
+    watchdog wd(loop);
+    loop.run();
+    CHECK_FALSE(wd.fired());
+    REQUIRE(got.has_value());
+    CHECK(*got == SIGUSR1);
+}
+
+TEST_CASE("destroying a set wakes its waiters with error::closed") {
+    coev::event_loop loop;
+    auto set = std::make_unique<coev::signal_set>(loop, std::initializer_list<int>{SIGUSR1});
+    coev::result<int> got;
+    auto waiter = [&]() -> coev::task<> { got = co_await set->wait(); };
+    auto destroyer = [&]() -> coev::task<> {
+        set.reset();
+        co_return;
+    };
+    coev::spawn(loop, waiter());
+    coev::spawn(loop, destroyer());
+    watchdog wd(loop);
+    loop.run();
+    CHECK(got.error() == coev::error::closed);
+    CHECK_FALSE(loop.has_pending());
+}

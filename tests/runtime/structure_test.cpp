@@ -1,0 +1,242 @@
+// tests/runtime/structure_test.cpp
+// Structured concurrency: when_all, when_any and task_group, and how they cancel.
+#include "helpers.hpp"
+
+#include <doctest/doctest.h>
+
+#include <stdexcept>
+#include <string>
+#include <tuple>
+#include <variant>
+
+using namespace std::chrono_literals;
+using coev_test::watchdog;
+
+TEST_CASE("when_all returns the value of every awaitable") {
+    auto number = [](int v, coev::duration d) -> coev::task<int> {
+        (void)co_await coev::sleep_for(d);
+        co_return v;
+    };
+    auto text = []() -> coev::task<std::string> {
+        (void)co_await coev::sleep_for(1ms);
+        co_return "two";
+    };
+    bool void_ran = false;
+    auto nothing = [&]() -> coev::task<> {
+        (void)co_await coev::sleep_for(2ms);
+        void_ran = true;
+    };
+    auto outer = [&]() -> coev::task<std::tuple<int, std::string, std::monostate, int>> {
+        co_return co_await coev::when_all(number(1, 5ms), text(), nothing(), number(4, 0ms));
+    };
+    auto [one, two, three, four] = coev::run(outer());
+    CHECK(one == 1);
+    CHECK(two == "two");
+    CHECK(void_ran);
+    CHECK(four == 4);
+    (void)three;
+}
+
+TEST_CASE("when_all rethrows an exception once every awaitable has finished") {
+    bool slow_done = false;
+    auto thrower = []() -> coev::task<int> {
+        (void)co_await coev::sleep_for(1ms);
+        throw std::runtime_error("first");
+    };
+    auto slow = [&]() -> coev::task<int> {
+        (void)co_await coev::sleep_for(20ms);
+        slow_done = true;
+        co_return 2;
+    };
+    std::string caught;
+    bool slow_done_when_caught = false;
+    auto outer = [&]() -> coev::task<> {
+        try {
+            (void)co_await coev::when_all(thrower(), slow());
+        } catch (const std::runtime_error& e) {
+            caught = e.what();
+            slow_done_when_caught = slow_done;
+        }
+    };
+    coev::run(outer());
+    CHECK(caught == "first");
+    CHECK(slow_done_when_caught);
+}
+
+TEST_CASE("when_any returns the first value and cancels the others before it returns") {
+    coev::event_loop loop;
+    std::error_code loser_saw;
+    bool loser_done_at_return = false;
+    bool loser_done = false;
+    std::variant<int, int> won;
+    coev::duration took{};
+    auto loser = [&]() -> coev::task<int> {
+        auto r = co_await coev::sleep_for(10s);
+        loser_saw = r.error();
+        loser_done = true;
+        co_return -1;
+    };
+    auto winner = [&]() -> coev::task<int> {
+        (void)co_await coev::sleep_for(5ms);
+        co_return 42;
+    };
+    auto outer = [&]() -> coev::task<> {
+        const auto t0 = coev::clock::now();
+        won = co_await coev::when_any(loser(), winner());
+        took = coev::clock::now() - t0;
+        loser_done_at_return = loser_done;
+    };
+    coev::spawn(loop, outer());
+    watchdog wd(loop);
+    loop.run();
+    REQUIRE(won.index() == 1);
+    CHECK(std::get<1>(won) == 42);
+    CHECK(loser_done_at_return);
+    CHECK(loser_saw == std::errc::operation_canceled);
+    CHECK(took < 5s);
+    CHECK_FALSE(loop.has_pending());
+}
+
+TEST_CASE("when_any of awaitables that do not all return values reports the winner's index") {
+    auto sleeper = [](coev::duration d) -> coev::task<> { (void)co_await coev::sleep_for(d); };
+    auto outer = [&]() -> coev::task<std::size_t> {
+        auto v = co_await coev::when_any(sleeper(10s), sleeper(10s), sleeper(1ms));
+        co_return v.index();
+    };
+    const auto t0 = coev::clock::now();
+    CHECK(coev::run(outer()) == 2);
+    CHECK(coev::clock::now() - t0 < 5s);
+}
+
+TEST_CASE("task_group join waits for every child") {
+    std::vector<int> finished;
+    auto child = [&](int id, coev::duration d) -> coev::task<> {
+        (void)co_await coev::sleep_for(d);
+        finished.push_back(id);
+    };
+    std::size_t finished_at_join = 0;
+    coev::result<void> joined;
+    auto outer = [&]() -> coev::task<> {
+        coev::task_group group;
+        group.spawn(child(1, 15ms));
+        group.spawn(child(2, 5ms));
+        group.spawn(child(3, 10ms));
+        joined = co_await group.join();
+        finished_at_join = finished.size();
+    };
+    coev::run(outer());
+    CHECK(joined.has_value());
+    CHECK(finished_at_join == 3);
+    CHECK(finished == std::vector<int>{2, 3, 1});
+}
+
+TEST_CASE("a child's exception cancels its siblings and join rethrows it") {
+    std::error_code sibling_saw;
+    bool sibling_done_at_join = false;
+    bool sibling_done = false;
+    auto thrower = []() -> coev::task<> {
+        (void)co_await coev::sleep_for(1ms);
+        throw std::runtime_error("child failed");
+    };
+    auto sibling = [&]() -> coev::task<> {
+        auto r = co_await coev::sleep_for(10s);
+        sibling_saw = r.error();
+        sibling_done = true;
+    };
+    std::string caught;
+    auto outer = [&]() -> coev::task<> {
+        coev::task_group group;
+        group.spawn(sibling());
+        group.spawn(thrower());
+        try {
+            (void)co_await group.join();
+        } catch (const std::runtime_error& e) {
+            caught = e.what();
+        }
+        sibling_done_at_join = sibling_done;
+    };
+    const auto t0 = coev::clock::now();
+    coev::run(outer());
+    CHECK(caught == "child failed");
+    CHECK(sibling_done_at_join);
+    CHECK(sibling_saw == std::errc::operation_canceled);
+    CHECK(coev::clock::now() - t0 < 5s);
+}
+
+TEST_CASE("a child's error result cancels its siblings and join returns it") {
+    std::error_code sibling_saw;
+    auto failing = []() -> coev::task<coev::result<void>> {
+        (void)co_await coev::sleep_for(1ms);
+        co_return std::errc::connection_reset;
+    };
+    auto sibling = [&]() -> coev::task<coev::result<void>> {
+        auto r = co_await coev::sleep_for(10s);
+        sibling_saw = r.error();
+        co_return r;
+    };
+    coev::result<void> joined;
+    auto outer = [&]() -> coev::task<> {
+        coev::task_group group;
+        group.spawn(sibling());
+        group.spawn(failing());
+        joined = co_await group.join();
+    };
+    const auto t0 = coev::clock::now();
+    coev::run(outer());
+    CHECK(joined.error() == std::errc::connection_reset);  // the first error, not the cancel
+    CHECK(sibling_saw == std::errc::operation_canceled);
+    CHECK(coev::clock::now() - t0 < 5s);
+}
+
+TEST_CASE("request_stop cancels every child of a task_group") {
+    int cancelled = 0;
+    auto child = [&]() -> coev::task<> {
+        auto r = co_await coev::sleep_for(10s);
+        if (r.error() == std::errc::operation_canceled) ++cancelled;
+    };
+    coev::result<void> joined;
+    std::size_t size_before = 0;
+    auto outer = [&]() -> coev::task<> {
+        coev::task_group group;
+        for (int i = 0; i < 3; ++i) group.spawn(child());
+        size_before = group.size();
+        (void)co_await coev::sleep_for(1ms);
+        group.request_stop();
+        joined = co_await group.join();
+    };
+    const auto t0 = coev::clock::now();
+    coev::run(outer());
+    CHECK(size_before == 3);
+    CHECK(cancelled == 3);
+    CHECK(joined.has_value());  // being cancelled on request is not a failure
+    CHECK(coev::clock::now() - t0 < 5s);
+}
+
+TEST_CASE("cancelling the task that joins a group cancels the children") {
+    coev::event_loop loop;
+    std::stop_source stop;
+    int cancelled = 0;
+    auto child = [&]() -> coev::task<> {
+        auto r = co_await coev::sleep_for(10s);
+        if (r.error() == std::errc::operation_canceled) ++cancelled;
+    };
+    bool joined = false;
+    auto outer = [&]() -> coev::task<> {
+        coev::task_group group;
+        group.spawn(child());
+        group.spawn(child());
+        (void)co_await group.join();
+        joined = true;
+    };
+    auto canceller = [&]() -> coev::task<> {
+        (void)co_await coev::sleep_for(1ms);
+        stop.request_stop();
+    };
+    coev::spawn(loop, outer(), coev::spawn_options{.stop = stop.get_token()});
+    coev::spawn(loop, canceller());
+    watchdog wd(loop);
+    loop.run();
+    CHECK(joined);
+    CHECK(cancelled == 2);
+    CHECK_FALSE(wd.fired());
+}

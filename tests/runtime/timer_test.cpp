@@ -1,0 +1,329 @@
+// tests/runtime/timer_test.cpp
+// Timers through the loop: order, ties, cancellation from the loop and from other threads, volume,
+// interval's phase, and with_timeout.
+#include "helpers.hpp"
+
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <numeric>
+#include <random>
+#include <thread>
+#include <vector>
+
+using namespace std::chrono_literals;
+using coev_test::watchdog;
+
+TEST_CASE("timers fire in deadline order") {
+    coev::event_loop loop;
+    std::vector<int> order;
+    std::vector<int> ms(20);
+    std::iota(ms.begin(), ms.end(), 1);
+    std::shuffle(ms.begin(), ms.end(), std::mt19937(7));
+    bool relative = false;
+    SUBCASE("sleep_until") { relative = false; }
+    SUBCASE("sleep_for") { relative = true; }
+    auto sleeper = [&](int m) -> coev::task<> {
+        if (relative) (void)co_await coev::sleep_for(std::chrono::milliseconds(m));
+        else (void)co_await coev::sleep_until(loop.now() + std::chrono::milliseconds(m));
+        order.push_back(m);
+    };
+    for (int m : ms) coev::spawn(loop, sleeper(m));
+    watchdog wd(loop);
+    loop.run();
+    std::vector<int> sorted = ms;
+    std::sort(sorted.begin(), sorted.end());
+    CHECK(order == sorted);
+}
+
+TEST_CASE("timers sharing a deadline fire in the order they were set") {
+    coev::event_loop loop;
+    enum class how { until, for_, mixed } mode = how::until;
+    SUBCASE("all by sleep_until") { mode = how::until; }
+    SUBCASE("all by sleep_for of one duration (the FIFO lists)") { mode = how::for_; }
+    SUBCASE("sleep_until and sleep_for alternating") { mode = how::mixed; }
+    std::vector<int> order;
+    // Every task arms in the same iteration, so now() and hence every deadline is the same.
+    auto sleeper = [&](int id) -> coev::task<> {
+        const bool use_for = mode == how::for_ || (mode == how::mixed && id % 2 == 1);
+        if (use_for) (void)co_await coev::sleep_for(20ms);
+        else (void)co_await coev::sleep_until(loop.now() + 20ms);
+        order.push_back(id);
+    };
+    std::vector<int> ids(50);
+    std::iota(ids.begin(), ids.end(), 0);
+    for (int id : ids) coev::spawn(loop, sleeper(id));
+    watchdog wd(loop);
+    loop.run();
+    CHECK(order == ids);
+}
+
+TEST_CASE("a sleep is cancelled by a stop request from another task") {
+    coev::event_loop loop;
+    std::stop_source stop;
+    coev::result<void> r;
+    coev::duration took{};
+    auto sleeper = [&]() -> coev::task<> {
+        const auto t0 = coev::clock::now();
+        r = co_await coev::sleep_for(10s);
+        took = coev::clock::now() - t0;
+    };
+    auto canceller = [&]() -> coev::task<> {
+        (void)co_await coev::sleep_for(1ms);
+        stop.request_stop();
+    };
+    coev::spawn(loop, sleeper(), coev::spawn_options{.stop = stop.get_token()});
+    coev::spawn(loop, canceller());
+    watchdog wd(loop);
+    loop.run();
+    CHECK(r.error() == std::errc::operation_canceled);
+    CHECK(took < 5s);
+    CHECK_FALSE(loop.has_pending());
+}
+
+TEST_CASE("a sleep is cancelled by a stop request from another thread") {
+    coev::event_loop loop;
+    std::stop_source stop;
+    coev::result<void> r;
+    coev::duration took{};
+    auto sleeper = [&]() -> coev::task<> {
+        const auto t0 = coev::clock::now();
+        r = co_await coev::sleep_for(10s);
+        took = coev::clock::now() - t0;
+    };
+    coev::spawn(loop, sleeper(), coev::spawn_options{.stop = stop.get_token()});
+    loop.poll();  // the sleep is armed
+    std::thread other([&] { stop.request_stop(); });
+    watchdog wd(loop);
+    loop.run();
+    other.join();
+    CHECK(r.error() == std::errc::operation_canceled);
+    CHECK(took < 5s);
+}
+
+TEST_CASE("a stop request from another thread ends a sleep cleanly, however the two race") {
+    // Run it under ASan too: the cancel crosses threads through the loop's post queue.
+    constexpr int rounds = 300;
+    std::mt19937 rng(1234);
+    bool long_sleep = true;
+    SUBCASE("the sleep is long: it always ends cancelled") { long_sleep = true; }
+    SUBCASE("the sleep is short: it ends either way, exactly once") { long_sleep = false; }
+    int cancelled = 0, finished = 0, other_outcome = 0, unfinished = 0, stuck = 0;
+    for (int round = 0; round < rounds && stuck == 0; ++round) {
+        coev::event_loop loop;
+        std::stop_source stop;
+        int resumed = 0;
+        coev::result<void> r;
+        auto sleeper = [&]() -> coev::task<> {
+            r = co_await coev::sleep_for(long_sleep ? coev::duration(10s) : coev::duration(50us));
+            ++resumed;
+        };
+        coev::spawn(loop, sleeper(), coev::spawn_options{.stop = stop.get_token()});
+        const auto delay = std::chrono::microseconds(rng() % 200);
+        std::thread other([&stop, delay] {
+            coev_test::spin_for(delay);
+            stop.request_stop();
+        });
+        {
+            watchdog wd(loop, 5s);
+            loop.run();
+            stuck += wd.fired();
+        }
+        other.join();
+        if (resumed != 1) ++unfinished;
+        else if (r.error() == std::errc::operation_canceled) ++cancelled;
+        else if (r) ++finished;
+        else ++other_outcome;
+    }
+    CHECK(stuck == 0);
+    CHECK(unfinished == 0);
+    CHECK(other_outcome == 0);
+    if (long_sleep) CHECK(cancelled == rounds);
+    else CHECK(cancelled + finished == rounds);
+}
+
+TEST_CASE("100,000 timers all fire, none early and in deadline order") {
+    coev::event_loop loop;
+    constexpr int n = 100'000;
+    std::mt19937 rng(99);
+    std::vector<coev::time_point> fired_deadlines;
+    fired_deadlines.reserve(n);
+    int early = 0;
+    // A mix of the heap (sleep_until, scattered durations) and the FIFO lists (sleep_for of a few
+    // durations that repeat).
+    auto sleeper = [&](int kind, int ms) -> coev::task<> {
+        const auto d = std::chrono::milliseconds(ms);
+        const auto deadline = loop.now() + d;
+        if (kind == 0) (void)co_await coev::sleep_until(deadline);
+        else (void)co_await coev::sleep_for(d);
+        if (loop.now() < deadline) ++early;
+        fired_deadlines.push_back(deadline);
+    };
+    for (int i = 0; i < n; ++i) {
+        const int kind = int(rng() % 2);
+        const int ms = kind == 0 ? int(rng() % 50) : int(rng() % 4) * 10;
+        coev::spawn(loop, sleeper(kind, ms));
+    }
+    watchdog wd(loop, 30s);
+    loop.run();
+    CHECK(fired_deadlines.size() == std::size_t(n));
+    CHECK(early == 0);
+    CHECK(std::is_sorted(fired_deadlines.begin(), fired_deadlines.end()));
+    CHECK_FALSE(wd.fired());
+}
+
+TEST_CASE("an interval does not drift over 100 ticks") {
+    coev::event_loop loop;
+    constexpr auto period = 2ms;
+    constexpr int ticks = 100;
+    coev::duration elapsed{};
+    int failed = 0;
+    auto ticker = [&]() -> coev::task<> {
+        const auto start = loop.now();
+        coev::interval every(period, start);
+        for (int i = 0; i < ticks; ++i) {
+            if (!co_await every.tick()) ++failed;
+            // Work on every tick, seen by the loop's clock: a timer re-armed from now() would add
+            // it to every period.
+            coev_test::spin_for(1500us);
+            loop.update_time();
+        }
+        elapsed = loop.now() - start;  // the time of the last tick's wake-up
+    };
+    coev::spawn(loop, ticker());
+    watchdog wd(loop);
+    loop.run();
+    CHECK(failed == 0);
+    CHECK(elapsed >= ticks * period);
+    // Drifting by the work alone would take 100 * 3.5 ms; the slack is for a loaded machine.
+    CHECK(elapsed < ticks * period + 100ms);
+}
+
+TEST_CASE("an interval on a manual clock ticks exactly on its grid") {
+    coev::event_loop loop(coev::loop_config{.clock = coev::clock_mode::manual});
+    constexpr auto period = 10ms;
+    std::vector<coev::duration> at;
+    const auto start = loop.now();
+    auto ticker = [&]() -> coev::task<> {
+        coev::interval every(period);
+        for (int i = 0; i < 100; ++i) {
+            (void)co_await every.tick();
+            at.push_back(loop.now() - start);
+        }
+    };
+    coev::spawn(loop, ticker());
+    loop.run();  // starts the ticker
+    // Time moves in steps that do not divide the period: each tick fires at the first step at or
+    // past start + n * period, never later, and lateness does not carry over.
+    for (int step = 0; step < 1000 && at.size() < 100; ++step) loop.advance(3ms);
+    REQUIRE(at.size() == 100);
+    int off_grid = 0;
+    for (std::size_t n = 1; n <= at.size(); ++n) {
+        const auto due = std::int64_t(n) * 10;
+        const auto expected = std::chrono::milliseconds((due + 2) / 3 * 3);
+        if (at[n - 1] != expected) ++off_grid;
+    }
+    CHECK(off_grid == 0);
+    CHECK(at.back() == 1002ms);
+}
+
+// Regression: the tick re-armed already due (30 ms at 35 ms) waited for the next advance().
+TEST_CASE("an interval that falls behind skips the ticks missed by a period and keeps its phase") {
+    coev::event_loop loop(coev::loop_config{.clock = coev::clock_mode::manual});
+    std::vector<coev::duration> at;
+    const auto start = loop.now();
+    auto ticker = [&]() -> coev::task<> {
+        coev::interval every(10ms);
+        for (int i = 0; i < 5; ++i) {
+            (void)co_await every.tick();
+            at.push_back(loop.now() - start);
+        }
+    };
+    coev::spawn(loop, ticker());
+    loop.run();
+    loop.advance(35ms);  // the ticks due at 10, 20 and 30 ms are all late
+    loop.advance(5ms);
+    loop.advance(10ms);
+    loop.advance(10ms);
+    // 10 fires late at 35; 20 is more than a period late and skipped; 30 is less than a period
+    // late and fires at once; then 40, 50 and 60 are back on the grid.
+    CHECK(at == std::vector<coev::duration>{35ms, 35ms, 40ms, 50ms, 60ms});
+}
+
+TEST_CASE("with_timeout ends in timed_out and cancels the slow operation before it returns") {
+    coev::event_loop loop;
+    std::error_code inner_saw;
+    bool inner_done = false;
+    bool inner_done_at_return = false;
+    coev::result<void> out;
+    coev::duration took{};
+    auto slow_result = [&]() -> coev::task<coev::result<void>> {
+        auto r = co_await coev::sleep_for(10s);
+        inner_saw = r.error();
+        inner_done = true;
+        co_return r;
+    };
+    auto slow_void = [&]() -> coev::task<> {
+        auto r = co_await coev::sleep_for(10s);
+        inner_saw = r.error();
+        inner_done = true;
+    };
+    int which = 0;
+    SUBCASE("a task returning result<void>") { which = 0; }
+    SUBCASE("a task<void>") { which = 1; }
+    SUBCASE("a sleep awaited directly") { which = 2; }
+    auto outer = [&]() -> coev::task<> {
+        const auto t0 = coev::clock::now();
+        if (which == 0) out = co_await coev::with_timeout(20ms, slow_result());
+        else if (which == 1) out = co_await coev::with_timeout(20ms, slow_void());
+        else out = co_await coev::with_timeout(20ms, coev::sleep_for(10s));
+        took = coev::clock::now() - t0;
+        inner_done_at_return = inner_done;
+    };
+    coev::spawn(loop, outer());
+    watchdog wd(loop);
+    loop.run();
+    CHECK(out.error() == std::errc::timed_out);
+    CHECK(took >= 19ms);
+    CHECK(took < 5s);
+    if (which != 2) {
+        CHECK(inner_done_at_return);
+        CHECK(inner_saw == std::errc::operation_canceled);
+    }
+    CHECK_FALSE(loop.has_pending());
+}
+
+TEST_CASE("with_timeout returns the value of an operation that finishes in time") {
+    auto fast = []() -> coev::task<int> {
+        (void)co_await coev::sleep_for(1ms);
+        co_return 42;
+    };
+    auto outer = [&]() -> coev::task<coev::result<int>> {
+        co_return co_await coev::with_timeout(10s, fast());
+    };
+    const auto t0 = coev::clock::now();
+    coev::result<int> r = coev::run(outer());
+    REQUIRE(r.has_value());
+    CHECK(*r == 42);
+    CHECK(coev::clock::now() - t0 < 5s);  // the 10 s deadline was disarmed, not waited for
+}
+
+TEST_CASE("with_timeout ends in operation_canceled when its caller is cancelled") {
+    coev::event_loop loop;
+    std::stop_source stop;
+    coev::result<void> out;
+    auto outer = [&]() -> coev::task<> {
+        out = co_await coev::with_timeout(10s, coev::sleep_for(10s));
+    };
+    auto canceller = [&]() -> coev::task<> {
+        (void)co_await coev::sleep_for(1ms);
+        stop.request_stop();
+    };
+    coev::spawn(loop, outer(), coev::spawn_options{.stop = stop.get_token()});
+    coev::spawn(loop, canceller());
+    watchdog wd(loop);
+    loop.run();
+    CHECK(out.error() == std::errc::operation_canceled);
+    CHECK_FALSE(wd.fired());
+}
