@@ -91,9 +91,9 @@ sleep_awaiter interval::tick(coev::source_location w) {
     if (!next_) {
         next_ = now + period_;
     } else {
+        // From the previous deadline, not from now: lateness never accumulates. Ticks missed
+        // while the task was late come due at once, one per tick() (Tokio's "burst").
         *next_ += period_;
-        // More than a whole period late: skip the missed ticks but keep the phase.
-        if (now - *next_ >= period_) *next_ += ((now - *next_) / period_) * period_;
     }
     return sleep_until(*next_, w);
 }

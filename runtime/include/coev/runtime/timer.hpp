@@ -100,7 +100,7 @@ private:
 };
 
 /// A periodic timer (a persistent EV_TIMEOUT event): tick n is due at start + n * period, so
-/// lateness never accumulates; ticks missed by more than a period are skipped, not bunched.
+/// lateness never accumulates; ticks a late task missed come due at once, in a burst.
 class interval {
 public:
     explicit interval(duration period) noexcept : period_(period) {}
