@@ -6,6 +6,7 @@
 #include <coev/runtime/log.hpp>
 
 #include "backend/backend.hpp"
+#include "config.hpp"
 #include "signal_hub.hpp"
 
 #include <algorithm>
@@ -27,6 +28,12 @@ struct backend_entry {
 
 // Preference order when nothing is asked (best first).
 const backend_entry all_backends[] = {
+#if COEV_HAVE_IO_URING
+    {"io_uring",
+     backend_feature::completion | backend_feature::o1_add_remove |
+         backend_feature::arbitrary_fds,
+     &detail::make_uring_backend},
+#endif
     {"epoll",
      backend_feature::edge_triggered | backend_feature::o1_add_remove |
          backend_feature::arbitrary_fds,
@@ -108,7 +115,9 @@ event_loop::event_loop(const loop_config& config)
       ready_(static_cast<std::size_t>(std::clamp(config.priorities, 1, 256))),
       clock_(config.clock),
       precise_(config.precise_time) {
-    level_backend_ = !has_all(backend_->features(), backend_feature::edge_triggered);
+    completion_ = has_all(backend_->features(), backend_feature::completion);
+    level_backend_ =
+        !completion_ && !has_all(backend_->features(), backend_feature::edge_triggered);
     if (clock_ != clock_mode::monotonic) manual_now_ = clock::now();
     update_time();
     exit_timer_.loop = this;
@@ -119,6 +128,8 @@ event_loop::event_loop(const loop_config& config)
 
 event_loop::~event_loop() {
     scope s(this);  // awaiters that deregister while their frames die look us up
+    // The kernel may still write into buffers that live in the frames about to die.
+    backend_->quiesce(*this);
     // Queued wake-ups point into frames about to die; nothing runs again.
     for (auto& q : ready_) q = detail::ready_list{};
     while (roots_) {
@@ -347,11 +358,55 @@ void event_loop::update_interest(int fd, detail::fd_state& st) noexcept {
     backend_->update(fd, st);
 }
 
+void event_loop::submit_io(detail::io_wait& w, detail::fd_state& st) noexcept {
+    w.in_flight = true;
+    w.cancelling = false;
+    backend_->submit(w, st);
+}
+
+void event_loop::on_complete(detail::io_wait* w, int res) noexcept {
+    w->in_flight = false;
+    detail::io_wait** slot = nullptr;
+    if (static_cast<std::size_t>(w->fd) < fds_.size()) {
+        detail::fd_state& st = fds_[std::size_t(w->fd)];
+        slot = w->dir ? &st.writer : &st.reader;
+        if (w->poll_first && res >= 0 && !w->cancelling && !w->perform(w, st)) {
+            submit_io(*w, st);  // readiness came and went: wait again
+            return;
+        }
+        if (*slot != w) slot = nullptr;
+    }
+    --waits_;
+    if (slot) *slot = nullptr;
+    if (w->cancelling && res < 0) {
+        // w->ec already says why: operation_canceled, timed_out or closed. (An operation that
+        // had not reached the kernel yet may fail otherwise, e.g. EBADF after a close.)
+    } else if (w->poll_first && res >= 0) {
+        w->ec.clear();  // perform() above stored the transfer's result
+    } else if (w->perform) {
+        w->ec.clear();  // a transfer that finished before the cancel reached it still counts
+        static_cast<detail::rw_wait*>(w)->n = res;
+    } else if (res < 0) {
+        w->ec = std::error_code(-res, std::system_category());
+    } else {
+        w->ec.clear();
+    }
+    schedule(&w->node);
+}
+
 std::error_code event_loop::watch_fd(int fd, detail::fd_state& st, bool rearm) noexcept {
     return backend_->watch(fd, st, rearm);
 }
 
 void event_loop::cancel_wait(detail::io_wait& w, std::error_code ec) noexcept {
+    if (completion_) {
+        // The task resumes when the kernel answers: until then it owns the buffer.
+        if (!w.in_flight || w.cancelling) return;
+        w.cancelling = true;
+        w.ec = ec;
+        backend_->cancel(w);
+        return;
+    }
     if (static_cast<std::size_t>(w.fd) >= fds_.size()) return;
     detail::fd_state& st = fds_[std::size_t(w.fd)];
     detail::io_wait*& slot = w.dir ? st.writer : st.reader;
@@ -364,6 +419,7 @@ void event_loop::cancel_wait(detail::io_wait& w, std::error_code ec) noexcept {
 }
 
 void event_loop::drop_wait(detail::io_wait& w) noexcept {
+    if (w.in_flight) backend_->cancel_sync(*this, w);  // completes it, and queues it
     if (static_cast<std::size_t>(w.fd) < fds_.size()) {
         detail::fd_state& st = fds_[std::size_t(w.fd)];
         detail::io_wait*& slot = w.dir ? st.writer : st.reader;
@@ -399,6 +455,11 @@ void event_loop::forget_fd(int fd) noexcept {
     detail::fd_state& st = fds_[std::size_t(fd)];
     for (detail::io_wait* w : {st.reader, st.writer}) {
         if (!w) continue;
+        if (completion_) {
+            w->cancelling = false;  // closing wins over an earlier cancel or deadline
+            cancel_wait(*w, make_error_code(error::closed));
+            continue;
+        }
         --waits_;
         w->ec = make_error_code(error::closed);
         schedule(&w->node);
@@ -461,6 +522,11 @@ void event_loop::reinit_after_fork() {
         detail::fd_state& st = fds_[fd];
         st.registered = false;
         if (!st.reader && !st.writer) continue;
+        if (completion_) {  // the parent's ring is not ours: submit again
+            for (detail::io_wait* w : {st.reader, st.writer})
+                if (w && w->in_flight) backend_->submit(*w, st);
+            continue;
+        }
         backend_->watch(int(fd), st, true);
         interest_changed(int(fd), st);
     }

@@ -11,6 +11,7 @@
 #include <pthread.h>
 #include <string>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 namespace coev {
@@ -146,6 +147,7 @@ bool io_wait_base::arm(std::coroutine_handle<> h, promise_base* p, bool level,
         w_.ec = make_error_code(error::busy);
         return false;
     }
+    if (loop->completion()) return arm_completion(*loop, st, slot, h, p, deadline, at);
     // A registered fd needs no system call unless the wait asks for current readiness.
     if (!st.always_ready && (!st.registered || level)) {
         std::error_code ec = loop->watch_fd(w_.fd, st, level);
@@ -179,6 +181,50 @@ bool io_wait_base::arm(std::coroutine_handle<> h, promise_base* p, bool level,
         deadline_ = deadline;
     }
     if (tok && tok->stop_possible()) on_stop_.emplace(*tok, cancel_on_stop{loop, &w_});
+    return true;
+}
+
+bool io_wait_base::arm_completion(event_loop& loop, fd_state& st, io_wait*& slot,
+                                  std::coroutine_handle<> h, promise_base* p,
+                                  io_deadline* deadline, time_point at) noexcept {
+    if (!st.seen) {
+        // What kind of fd it is decides the operation: recv/send for sockets (MSG_NOSIGNAL),
+        // read/write otherwise; regular files never wait.
+        struct stat sb;
+        if (::fstat(w_.fd, &sb) < 0) {
+            w_.ec = std::error_code(errno, std::system_category());
+            if (debug_mode() && errno == EBADF)
+                report_misuse("wait on closed fd " + std::to_string(w_.fd), w_.where);
+            return false;
+        }
+        st.seen = true;
+        st.always_ready = S_ISREG(sb.st_mode);
+        st.not_socket = !S_ISSOCK(sb.st_mode);
+    }
+    if (st.always_ready) {
+        if (w_.perform) w_.perform(&w_, st);
+        return false;
+    }
+    // A write to a pipe or tty raises SIGPIPE when the reader is gone, and the kernel would
+    // raise it inside io_uring_enter; so such writes wait for readiness and then go through
+    // the signal-safe write().
+    w_.poll_first = w_.perform == &perform_write && st.not_socket;
+    if (w_.poll_first && w_.perform(&w_, st)) return false;
+    w_.node.handle = h;
+    w_.node.priority = priority_of(p);
+    w_.cancel = &cancel_io;
+    w_.loop = &loop;
+    slot = &w_;
+    loop.count_wait(1);
+    loop.submit_io(w_, st);
+    if (deadline) {
+        deadline->w = &w_;
+        deadline->fire = &fire_deadline;
+        loop.timers().add_at(*deadline, at);
+        deadline_ = deadline;
+    }
+    const std::stop_token* tok = p ? p->stop : nullptr;
+    if (tok && tok->stop_possible()) on_stop_.emplace(*tok, cancel_on_stop{&loop, &w_});
     return true;
 }
 

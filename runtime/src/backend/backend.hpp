@@ -5,6 +5,8 @@
 
 #include <coev/runtime/event_loop.hpp>
 
+#include "config.hpp"
+
 #include <cstdint>
 #include <memory>
 #include <string_view>
@@ -29,6 +31,24 @@ public:
         (void)fd;
         (void)st;
     }
+    // ---- completion backends (io_uring): the operation itself is submitted ----
+    /// Submits `w`'s operation (poll, read or write, see io_wait::perform); its result comes
+    /// back through loop.on_complete(). `st` says what kind of fd it is.
+    virtual void submit(io_wait& w, fd_state& st) noexcept {
+        (void)w;
+        (void)st;
+    }
+    /// Asks the kernel to stop `w`'s operation; its completion still arrives.
+    virtual void cancel(io_wait& w) noexcept { (void)w; }
+    /// Cancels `w`'s operation and waits until the kernel is done with it (its buffer is about
+    /// to be freed).
+    virtual void cancel_sync(event_loop& loop, io_wait& w) noexcept {
+        (void)loop;
+        (void)w;
+    }
+    /// Before the loop destroys its tasks: stops every operation and waits for all of them.
+    virtual void quiesce(event_loop& loop) noexcept { (void)loop; }
+
     /// Stops watching `fd` (called before it is closed).
     virtual void forget(int fd, fd_state& st) noexcept = 0;
     /// Watches an internal fd (signalfd); its readiness calls loop.signals().on_readable().
@@ -48,5 +68,8 @@ std::error_code check_fd(int fd) noexcept;
 std::unique_ptr<backend> make_epoll_backend();
 std::unique_ptr<backend> make_poll_backend();
 std::unique_ptr<backend> make_select_backend();
+#if COEV_HAVE_IO_URING
+std::unique_ptr<backend> make_uring_backend();
+#endif
 
 }  // namespace coev::detail

@@ -205,6 +205,12 @@ public:
     /// Queues a waiter to resume with its current `ec`.
     void complete(detail::waiter* w) noexcept { schedule(&w->node); }
     detail::timer_queue& timers() noexcept { return timers_; }
+    /// The backend submits operations (io_uring) rather than reporting readiness.
+    bool completion() const noexcept { return completion_; }
+    /// Completion backends: submits `w`'s operation (see detail::backend::submit).
+    void submit_io(detail::io_wait& w, detail::fd_state& st) noexcept;
+    /// Completion backends report an operation's result here (bytes, revents or -errno).
+    void on_complete(detail::io_wait* w, int res) noexcept;
     /// Who waits on `fd` changed; level-triggered backends adjust what they watch.
     void interest_changed(int fd, detail::fd_state& st) noexcept {
         if (level_backend_) update_interest(fd, st);
@@ -269,6 +275,7 @@ private:
     bool precise_ = false;
     int waits_ = 0;                   // armed fd and signal waits
     bool level_backend_ = false;      // the backend needs interest_changed()
+    bool completion_ = false;         // the backend completes operations itself
     unsigned running_priority_ = ~0u;
     bool preempt_ = false;
     std::atomic<bool> stop_flag_{false};

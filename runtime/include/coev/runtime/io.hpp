@@ -22,7 +22,10 @@ struct io_wait : waiter {
     /// waiting. Null for plain readiness waits.
     using perform_fn = bool (*)(io_wait*, fd_state&) noexcept;
     int fd = -1;
-    std::uint8_t dir = 0;  // 0: readable, 1: writable
+    std::uint8_t dir = 0;     // 0: readable, 1: writable
+    bool in_flight = false;   // completion backends: submitted, completion not yet seen
+    bool cancelling = false;  // completion backends: a cancel was asked; `ec` says why
+    bool poll_first = false;  // completion backends: wait for readiness, then perform
     perform_fn perform = nullptr;
     event_loop* loop = nullptr;  // set while armed
 };
@@ -76,7 +79,8 @@ protected:
     /// Does the operation now when the readiness cache says it may not block.
     bool try_now() noexcept {
         event_loop* loop = event_loop::current();
-        if (!loop || w_.fd < 0) return false;  // arm() reports it
+        // Completion backends submit the operation itself; arm() reports errors.
+        if (!loop || w_.fd < 0 || loop->completion()) return false;
         fd_state& st = loop->fd(w_.fd);
         if (!st.seen) [[unlikely]] first_use(st);
         return (st.ready & (1u << w_.dir)) && w_.perform(&w_, st);
@@ -95,6 +99,9 @@ protected:
         }
         return !w_.ec;
     }
+    bool arm_completion(event_loop& loop, fd_state& st, io_wait*& slot,
+                        std::coroutine_handle<> h, promise_base* p, io_deadline* deadline,
+                        time_point at) noexcept;
     void disarm() noexcept;
     void abandon() noexcept;
 
