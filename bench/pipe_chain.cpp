@@ -33,11 +33,13 @@ coev::task<> reader(chain& c, std::size_t idx) {
         if (!got || *got == 0) co_return;  // closed at the end of the benchmark
         c.count += long(*got);
         if (c.writes > 0) {
+            // Counted before the write is awaited: on a completion backend it finishes in a
+            // later iteration, and the round must not look finished while bytes are in flight.
+            --c.writes;
+            ++c.fired;
             std::size_t next = idx + 1 == n ? 0 : idx + 1;
             auto w = co_await coev::write_some(c.write_end[next].get(), e);
             if (!w) std::fprintf(stderr, "pipe_chain: write: %s\n", w.error().message().c_str());
-            --c.writes;
-            ++c.fired;
         }
     }
 }
