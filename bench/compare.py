@@ -39,34 +39,54 @@ TIMEOUT_S = 120
 class Bench:
     name: str                     # row label
     coev: str                     # coev binary, relative to BUILD_DIR
-    twin: str                     # libevent twin binary, relative to BUILD_DIR
+    twin: str                     # twin binary (libevent, or coev on another backend)
     args: Callable[[bool], List[str]]  # short_mode -> argv shared by both programs
     params: Callable[[bool], str]  # short_mode -> parameters shown in the table
     fields: Sequence[str]         # key=value fields to compare (one row each)
     decimals: int = 2             # decimals shown for this bench's figures
     coev_extra: Sequence[str] = ()  # extra argv only for the coev program
-    twin_extra: Sequence[str] = ()  # extra argv only for the libevent twin
+    twin_extra: Sequence[str] = ()  # extra argv only for the twin
+    coev_backend: str = ""        # --backend for the coev program ("" = --backend option)
+    twin_backend: str = ""        # --backend for the twin ("" = --backend option)
+    twin_label: str = "libevent"  # who the twin is, for the table
 
 
+def pipe_args(n, a, w):
+    return (lambda short: ["-n", str(n), "-a", str(a), "-w", str(w),
+                           "-r", "10" if short else "25"],
+            lambda short: f"n={n} a={a} w={w} r=" + ("10" if short else "25"))
+
+
+def pipe_chain(backend, n, a, w, twin_backend=None, twin="libevent"):
+    args, params = pipe_args(n, a, w)
+    coev_twin = twin != "libevent"
+    return Bench(name="pipe_chain", coev="bench/pipe_chain",
+                 twin="bench/pipe_chain" if coev_twin else "bench/pipe_chain_libevent",
+                 args=args, params=params, fields=["us_per_round"],
+                 coev_backend=backend, twin_backend=twin_backend or backend,
+                 twin_label=twin)
+
+
+def timers(cancel):
+    return Bench(name=f"timers (cancel: {cancel})", coev="bench/timers",
+                 twin="bench/timers_libevent",
+                 args=lambda short: ["-n", "200000" if short else "1000000"],
+                 params=lambda short: "n=" + ("200000" if short else "1000000"),
+                 fields=["add_ns", "cancel_ns", "fire_ns"], decimals=1,
+                 coev_extra=["--cancel", cancel], coev_backend="epoll", twin_backend="epoll")
+
+
+# Each coev backend beside libevent on the same mechanism (select where libevent's select
+# still works: fds below 1024), then io_uring beside libevent's best and beside coev on epoll
+# at the largest chain this machine's fd limit allows.
 BENCHES = [
-    Bench(
-        name="pipe_chain",
-        coev="bench/pipe_chain",
-        twin="bench/pipe_chain_libevent",
-        args=lambda short: ["-n", "1000", "-a", "10", "-w", "1000",
-                            "-r", "10" if short else "25"],
-        params=lambda short: "n=1000 a=10 w=1000 r=" + ("10" if short else "25"),
-        fields=["us_per_round"],
-    ),
-    Bench(
-        name="timers",
-        coev="bench/timers",
-        twin="bench/timers_libevent",
-        args=lambda short: ["-n", "200000" if short else "1000000"],
-        params=lambda short: "n=" + ("200000" if short else "1000000"),
-        fields=["add_ns", "cancel_ns", "fire_ns"],
-        decimals=1,
-    ),
+    pipe_chain("epoll", 1000, 10, 1000),
+    pipe_chain("poll", 1000, 10, 1000),
+    pipe_chain("select", 500, 5, 1000),
+    pipe_chain("io_uring", 1000, 10, 1000, twin_backend="epoll"),
+    pipe_chain("io_uring", 9000, 100, 1000, twin_backend="epoll", twin="coev"),
+    timers("timer"),
+    timers("stop"),
 ]
 
 
@@ -153,18 +173,16 @@ def main() -> int:
     ap.add_argument("--short", action="store_true", help="fewer rounds / timers per run")
     ap.add_argument("--reps", type=int, default=5, help="alternating repetitions (min 5, default 5)")
     ap.add_argument("--backend", default=None,
-                    help="passed as --backend NAME to both programs (default: their own default)")
+                    help="only the rows of this coev backend")
     opts = ap.parse_args()
     if opts.reps < 5:
         ap.error("--reps must be at least 5")
 
     build = opts.build_dir
     pin = pin_prefix()
-    backend_args = ["--backend", opts.backend] if opts.backend else []
-    backend_label = opts.backend or "default"
     cmdline = getattr(sys, "orig_argv", [sys.executable] + sys.argv)
 
-    print("# coev vs libevent")
+    print("# coev beside libevent")
     print()
     print(f"- date: {datetime.datetime.now().astimezone().isoformat(timespec='seconds')}")
     print(f"- nproc: {nproc()}")
@@ -175,33 +193,40 @@ def main() -> int:
     print(f"- command: `{shlex.join(cmdline)}`")
     print()
     print("Figures are times (lower is better): median (min–max) over the repetitions. "
-          "Ratio = median of per-repetition coev/libevent; ratio < 1.0: coev faster.")
+          "Ratio = median of per-repetition coev/twin; ratio < 1.0: coev faster.")
     print()
 
-    header = ["bench", "parameters", "backend", "coev", "libevent", "ratio coev/libevent"]
+    header = ["bench", "parameters", "coev backend", "coev", "twin", "twin backend", "twin figure",
+              "ratio coev/twin"]
     rows = []
     notes = []
     failed = False
 
     for b in BENCHES:
+        if opts.backend and b.coev_backend and b.coev_backend != opts.backend:
+            continue
         args = b.args(opts.short)
         params = b.params(opts.short)
         coev_bin = os.path.join(build, b.coev)
         twin_bin = os.path.join(build, b.twin)
+        cb = b.coev_backend or opts.backend or ""
+        tb = b.twin_backend or opts.backend or ""
+        label = [b.name, params, cb or "default"]
+        twin_cols = [b.twin_label, tb or "default"]
         if not os.path.exists(twin_bin):
-            notes.append(f"{b.name}: skipped, libevent twin {twin_bin} not built")
-            rows.append([b.name, params, backend_label, "skipped", "not built", "–"])
+            notes.append(f"{b.name}: skipped, twin {twin_bin} not built")
+            rows.append(label + ["skipped"] + twin_cols + ["not built", "–"])
             continue
         if not os.path.exists(coev_bin):
             msg = f"{b.name}: coev program {coev_bin} not found"
             print(f"ERROR: {msg}", file=sys.stderr)
             notes.append(f"{b.name}: FAILED, {msg}")
-            rows.append([b.name, params, backend_label, "FAILED", "–", "–"])
+            rows.append(label + ["FAILED"] + twin_cols + ["–", "–"])
             failed = True
             continue
 
-        coev_argv = pin + [coev_bin] + args + list(b.coev_extra) + backend_args
-        twin_argv = pin + [twin_bin] + args + list(b.twin_extra) + backend_args
+        coev_argv = pin + [coev_bin] + args + list(b.coev_extra) + (["--backend", cb] if cb else [])
+        twin_argv = pin + [twin_bin] + args + list(b.twin_extra) + (["--backend", tb] if tb else [])
         results = {"coev": [], "twin": []}
         error = None
         failed_side = None
@@ -220,9 +245,8 @@ def main() -> int:
         if error:
             print(f"ERROR: {b.name}: {error}", file=sys.stderr)
             notes.append(f"{b.name}: FAILED, {error.splitlines()[0]}")
-            rows.append([b.name, params, backend_label,
-                         "FAILED" if failed_side == "coev" else "–",
-                         "FAILED" if failed_side == "twin" else "–", "–"])
+            rows.append(label + ["FAILED" if failed_side == "coev" else "–"] + twin_cols +
+                        ["FAILED" if failed_side == "twin" else "–", "–"])
             failed = True
             continue
 
@@ -231,7 +255,8 @@ def main() -> int:
             tv = [r[f] for r in results["twin"]]
             ratios = [c / t for c, t in zip(cv, tv) if t > 0]
             ratio = f"{statistics.median(ratios):.3f}" if ratios else "n/a"
-            rows.append([f"{b.name} {f}", params, backend_label, fmt(cv, b.decimals), fmt(tv, b.decimals), ratio])
+            rows.append([f"{b.name} {f}", params, cb or "default", fmt(cv, b.decimals)] +
+                        twin_cols + [fmt(tv, b.decimals), ratio])
 
     print("| " + " | ".join(header) + " |")
     print("|" + "|".join("---" for _ in header) + "|")

@@ -38,8 +38,9 @@ public:
         // ring starts disabled so whichever thread runs the loop becomes that issuer), then
         // cooperative task work, then whatever the kernel takes.
         const unsigned attempts[] = {
-            IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_R_DISABLED,
-            IORING_SETUP_COOP_TASKRUN,
+            IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_R_DISABLED |
+                IORING_SETUP_TASKRUN_FLAG,
+            IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG,
             0,
         };
         int r = -EINVAL;
@@ -92,7 +93,12 @@ public:
             auto& rw = static_cast<rw_wait&>(w);
             if (w.dir == 0) {
                 if (st.not_socket) io_uring_prep_read(sqe, w.fd, rw.buf, unsigned(rw.len), -1);
-                else io_uring_prep_recv(sqe, w.fd, rw.buf, rw.len, 0);
+                else {
+                    io_uring_prep_recv(sqe, w.fd, rw.buf, rw.len, 0);
+                    // A read is submitted after the last one drained the socket: arm the
+                    // poll first instead of failing a receive attempt now.
+                    sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
+                }
             } else {
                 if (st.not_socket) io_uring_prep_write(sqe, w.fd, rw.buf, unsigned(rw.len), -1);
                 else io_uring_prep_send(sqe, w.fd, rw.buf, rw.len, MSG_NOSIGNAL);
@@ -176,6 +182,20 @@ private:
         }
         if (r < 0 && r != -ETIME && r != -EINTR && r != -EBUSY && r != -EAGAIN)
             fatal(std::string("io_uring_enter: ") + std::strerror(-r));
+        drain(loop);
+        // The kernel runs a bounded batch of completions' task work per enter (20 on recent
+        // kernels) and flags the rest: fetch those now, not one loop iteration later each.
+        for (int i = 0; i < 64 && task_work_pending(); ++i) {
+            io_uring_get_events(&ring_);
+            drain(loop);
+        }
+    }
+
+    bool task_work_pending() const noexcept {
+        return IO_URING_READ_ONCE(*ring_.sq.kflags) & IORING_SQ_TASKRUN;
+    }
+
+    void drain(event_loop& loop) noexcept {
         unsigned head, seen = 0;
         io_uring_cqe* cqe;
         io_uring_for_each_cqe(&ring_, head, cqe) {

@@ -79,8 +79,10 @@ protected:
     /// Does the operation now when the readiness cache says it may not block.
     bool try_now() noexcept {
         event_loop* loop = event_loop::current();
-        // Completion backends submit the operation itself; arm() reports errors.
-        if (!loop || w_.fd < 0 || loop->completion()) return false;
+        if (!loop || w_.fd < 0) return false;  // arm() reports it
+        // Completion backends submit reads; a write is tried at once there too, since a socket
+        // almost always has room, and only one that would block is submitted.
+        if (loop->completion() && w_.dir == 0) return false;
         fd_state& st = loop->fd(w_.fd);
         if (!st.seen) [[unlikely]] first_use(st);
         return (st.ready & (1u << w_.dir)) && w_.perform(&w_, st);
