@@ -67,7 +67,8 @@ figures run_once(long n, const std::string& backend, bool by_stop) {
     tasks.reserve(std::size_t(n));
     for (long i = 0; i < n; ++i) {
         auto d = microseconds(500000 + next() % 500000);
-        tasks.push_back(by_stop ? sleeper(d, fired) : timer_sleeper(timers[std::size_t(i)], d, fired));
+        tasks.push_back(by_stop ? sleeper(d, fired)
+                                : timer_sleeper(timers[std::size_t(i)], d, fired));
     }
 
     std::int64_t t0 = now_ns();

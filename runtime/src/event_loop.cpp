@@ -310,7 +310,8 @@ void event_loop::drain_posted() {
         work.swap(posted_);
         cancels.swap(remote_cancels_);
     }
-    for (detail::waiter* w : cancels) w->cancel(w, std::make_error_code(std::errc::operation_canceled));
+    for (detail::waiter* w : cancels)
+        w->cancel(w, std::make_error_code(std::errc::operation_canceled));
     for (auto& fn : work) {
         try {
             fn();

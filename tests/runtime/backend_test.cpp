@@ -40,7 +40,9 @@ bool uring_works() {
 
 TEST_CASE("supported_backends() lists the readiness backends in preference order") {
     auto all = coev::supported_backends();
-    auto at = [&](std::string_view n) { return std::find(all.begin(), all.end(), n) - all.begin(); };
+    auto at = [&](std::string_view n) {
+        return std::find(all.begin(), all.end(), n) - all.begin();
+    };
     REQUIRE(supported("epoll"));
     REQUIRE(supported("poll"));
     REQUIRE(supported("select"));

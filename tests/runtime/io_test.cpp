@@ -375,7 +375,9 @@ TEST_CASE("closing a unique_fd while a task waits on it resumes the task with er
     coev::event_loop loop;
     auto s = make_socket_pair();
     coev::result<void> r;
-    auto waiter = [&]() -> coev::task<> { r = co_await coev::wait_readable(s.a.get(), loop.now() + 10s); };
+    auto waiter = [&]() -> coev::task<> {
+        r = co_await coev::wait_readable(s.a.get(), loop.now() + 10s);
+    };
     auto closer = [&]() -> coev::task<> {
         s.a.close();
         co_return;

@@ -105,7 +105,7 @@ public:
         int highest = -1;
         for (int fd = 0; fd <= max_fd_; ++fd) {
             if (fd == wakefd_ || fd == signalfd_) continue;
-            std::uint8_t bits = std::uint8_t((FD_ISSET(fd, &r) ? 1 : 0) | (FD_ISSET(fd, &w) ? 2 : 0));
+            auto bits = std::uint8_t((FD_ISSET(fd, &r) ? 1 : 0) | (FD_ISSET(fd, &w) ? 2 : 0));
             if (bits) loop.on_fd_event(fd, bits);
             if (FD_ISSET(fd, &read_) || FD_ISSET(fd, &write_)) highest = fd;
         }

@@ -53,7 +53,8 @@ public:
 
     /// Starts `t` on the running loop (or `loop`) in a coming iteration.
     void spawn(task<void> t, coev::source_location where = coev::source_location::current());
-    void spawn(task<result<void>> t, coev::source_location where = coev::source_location::current());
+    void spawn(task<result<void>> t,
+               coev::source_location where = coev::source_location::current());
     void spawn(event_loop& loop, task<void> t,
                coev::source_location where = coev::source_location::current());
 

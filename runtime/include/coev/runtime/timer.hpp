@@ -59,8 +59,8 @@ private:
 };
 
 /// Waits `d` from the loop's cached now(). Equal durations share an O(1) FIFO timer list.
-inline sleep_awaiter sleep_for(duration d,
-                               coev::source_location w = coev::source_location::current()) noexcept {
+inline sleep_awaiter sleep_for(
+    duration d, coev::source_location w = coev::source_location::current()) noexcept {
     return {d, true, {}, w};
 }
 /// Waits until `t` on the loop's clock.

@@ -18,7 +18,8 @@ namespace coev {
 
 namespace detail {
 
-template <class T> using value_or_monostate = std::conditional_t<std::is_void_v<T>, std::monostate, T>;
+template <class T>
+using value_or_monostate = std::conditional_t<std::is_void_v<T>, std::monostate, T>;
 
 struct when_state {
     static constexpr std::size_t none = ~std::size_t{0};
