@@ -12,6 +12,7 @@
 #include <string>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 namespace coev {
@@ -38,12 +39,12 @@ long try_read(int fd, fd_state& st, void* buf, std::size_t len) noexcept {
 // Pipes have no MSG_NOSIGNAL: SIGPIPE is blocked around the write, and the one raised by a
 // write to a pipe without readers is taken back before the mask is restored.
 // TODO(perf): two extra system calls per write to a non-socket; pipes are rare on hot paths.
-ssize_t write_without_sigpipe(int fd, const void* buf, std::size_t len) noexcept {
+ssize_t writev_without_sigpipe(int fd, const iovec* iov, int count) noexcept {
     sigset_t pipe_only, saved;
     sigemptyset(&pipe_only);
     sigaddset(&pipe_only, SIGPIPE);
     ::pthread_sigmask(SIG_BLOCK, &pipe_only, &saved);
-    ssize_t n = ::write(fd, buf, len);
+    ssize_t n = ::writev(fd, iov, count);
     if (n < 0 && errno == EPIPE && !sigismember(&saved, SIGPIPE)) {
         const int err = errno;
         timespec zero{};
@@ -52,6 +53,11 @@ ssize_t write_without_sigpipe(int fd, const void* buf, std::size_t len) noexcept
     }
     ::pthread_sigmask(SIG_SETMASK, &saved, nullptr);
     return n;
+}
+
+ssize_t write_without_sigpipe(int fd, const void* buf, std::size_t len) noexcept {
+    iovec one{const_cast<void*>(buf), len};
+    return writev_without_sigpipe(fd, &one, 1);
 }
 
 long try_write(int fd, fd_state& st, const void* buf, std::size_t len) noexcept {
@@ -104,6 +110,77 @@ bool perform_read(io_wait* iw, fd_state& st) noexcept {
 bool perform_write(io_wait* iw, fd_state& st) noexcept {
     auto& w = static_cast<rw_wait&>(*iw);
     return settle(w, st, try_write(w.fd, st, w.buf, w.len));
+}
+
+bool perform_readv(io_wait* iw, fd_state& st) noexcept {
+    auto& w = static_cast<rw_wait&>(*iw);
+    long n;
+    do {
+        n = ::readv(w.fd, static_cast<const iovec*>(w.buf), int(w.count));
+    } while (n < 0 && errno == EINTR);
+    return settle(w, st, n < 0 ? -errno : n);
+}
+
+bool perform_writev(io_wait* iw, fd_state& st) noexcept {
+    auto& w = static_cast<rw_wait&>(*iw);
+    long n;
+    for (;;) {
+        if (st.not_socket) {
+            n = writev_without_sigpipe(w.fd, static_cast<const iovec*>(w.buf), int(w.count));
+        } else {
+            msghdr msg{};
+            msg.msg_iov = static_cast<iovec*>(w.buf);
+            msg.msg_iovlen = w.count;
+            n = ::sendmsg(w.fd, &msg, MSG_NOSIGNAL);
+            if (n < 0 && errno == ENOTSOCK) {
+                st.not_socket = true;
+                continue;
+            }
+        }
+        if (n >= 0 || errno != EINTR) break;
+    }
+    return settle(w, st, n < 0 ? -errno : n);
+}
+
+bool perform_accept(io_wait* iw, fd_state& st) noexcept {
+    auto& w = static_cast<rw_wait&>(*iw);
+    int fd;
+    do {
+        socklen_t len = w.addrlen;
+        fd = ::accept4(w.fd, static_cast<sockaddr*>(w.buf), w.buf ? &len : nullptr,
+                       SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd >= 0) w.addrlen = len;
+    } while (fd < 0 && errno == EINTR);
+    if (fd < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        st.ready &= std::uint8_t(~1u);
+        return false;
+    }
+    // More connections may be queued: the readiness bit stays set after a success.
+    w.n = fd >= 0 ? fd : -errno;
+    return true;
+}
+
+bool perform_connect(io_wait* iw, fd_state& st) noexcept {
+    auto& w = static_cast<rw_wait&>(*iw);
+    if (w.n == 0) {  // not started: the connect() call itself
+        int r;
+        do {
+            r = ::connect(w.fd, static_cast<const sockaddr*>(w.buf), w.addrlen);
+        } while (r < 0 && errno == EINTR);
+        if (r == 0) return true;
+        if (errno != EINPROGRESS && errno != EAGAIN) {
+            w.n = -errno;
+            return true;
+        }
+        w.n = 1;  // in progress: writable means finished, SO_ERROR says how
+        st.ready &= std::uint8_t(~2u);
+        return false;
+    }
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (::getsockopt(w.fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) err = errno;
+    w.n = err ? -err : 0;
+    return true;
 }
 
 void io_wait_base::first_use(fd_state& st) noexcept {
@@ -208,8 +285,12 @@ bool io_wait_base::arm_completion(event_loop& loop, fd_state& st, io_wait*& slot
     // A write to a pipe or tty raises SIGPIPE when the reader is gone, and the kernel would
     // raise it inside io_uring_enter; so such writes wait for readiness and then go through
     // the signal-safe write().
-    w_.poll_first = w_.perform == &perform_write && st.not_socket;
-    if (w_.poll_first && w_.perform(&w_, st)) return false;
+    // Writes to pipes and ttys (and vector writes) go through the signal-safe write(), and a
+    // connect() already started only needs to finish: both wait for readiness, then perform.
+    w_.poll_first = (w_.op == io_op::write && st.not_socket) || w_.op == io_op::writev ||
+                    w_.op == io_op::connect;
+    if (w_.op == io_op::connect && w_.n == 0 && w_.perform(&w_, st)) return false;
+    if (w_.poll_first && (st.ready & (1u << w_.dir)) && w_.perform(&w_, st)) return false;
     w_.node.handle = h;
     w_.node.priority = priority_of(p);
     w_.cancel = &cancel_io;

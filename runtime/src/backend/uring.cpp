@@ -87,22 +87,27 @@ public:
 
     void submit(io_wait& w, fd_state& st) noexcept override {
         io_uring_sqe* sqe = get_sqe();
-        if (!w.perform || w.poll_first) {
+        auto& rw = static_cast<rw_wait&>(w);
+        if (w.poll_first || w.op == io_op::poll) {
             io_uring_prep_poll_add(sqe, w.fd, w.dir ? POLLOUT : POLLIN);
-        } else {
-            auto& rw = static_cast<rw_wait&>(w);
-            if (w.dir == 0) {
-                if (st.not_socket) io_uring_prep_read(sqe, w.fd, rw.buf, unsigned(rw.len), -1);
-                else {
-                    io_uring_prep_recv(sqe, w.fd, rw.buf, rw.len, 0);
-                    // A read is submitted after the last one drained the socket: arm the
-                    // poll first instead of failing a receive attempt now.
-                    sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
-                }
+        } else if (w.op == io_op::read) {
+            if (st.not_socket) {
+                io_uring_prep_read(sqe, w.fd, rw.buf, unsigned(rw.len), -1);
             } else {
-                if (st.not_socket) io_uring_prep_write(sqe, w.fd, rw.buf, unsigned(rw.len), -1);
-                else io_uring_prep_send(sqe, w.fd, rw.buf, rw.len, MSG_NOSIGNAL);
+                io_uring_prep_recv(sqe, w.fd, rw.buf, rw.len, 0);
+                // A read is submitted after the last one drained the socket: arm the poll
+                // first instead of failing a receive attempt now.
+                sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
             }
+        } else if (w.op == io_op::write) {  // sockets only: others are poll_first
+            io_uring_prep_send(sqe, w.fd, rw.buf, rw.len, MSG_NOSIGNAL);
+        } else if (w.op == io_op::readv) {
+            io_uring_prep_readv(sqe, w.fd, static_cast<const iovec*>(rw.buf), rw.count, -1);
+        } else if (w.op == io_op::accept) {
+            io_uring_prep_accept(sqe, w.fd, static_cast<sockaddr*>(rw.buf),
+                                 rw.buf ? &rw.addrlen : nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        } else {
+            io_uring_prep_nop(sqe);  // unreachable: writev and connect are poll_first
         }
         io_uring_sqe_set_data(sqe, &w);
         ++in_flight_;

@@ -7,6 +7,8 @@
 #include <coev/runtime/result.hpp>
 
 #include <cstddef>
+#include <sys/socket.h>
+#include <sys/uio.h>
 #include <optional>
 #include <span>
 #include <stop_token>
@@ -14,7 +16,34 @@
 
 namespace coev {
 
+/// Owns a file descriptor; closing it tells the running loop to forget what it cached.
+class unique_fd {
+public:
+    unique_fd() noexcept = default;
+    explicit unique_fd(int fd) noexcept : fd_(fd) {}
+    unique_fd(unique_fd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
+    unique_fd& operator=(unique_fd&& o) noexcept {
+        if (this != &o) {
+            close();
+            fd_ = std::exchange(o.fd_, -1);
+        }
+        return *this;
+    }
+    ~unique_fd() { close(); }
+    int get() const noexcept { return fd_; }
+    explicit operator bool() const noexcept { return fd_ >= 0; }
+    int release() noexcept { return std::exchange(fd_, -1); }
+    void close() noexcept;
+
+private:
+    int fd_ = -1;
+};
+
 namespace detail {
+
+/// What an fd wait does once the fd is ready (readiness backends) or what it submits
+/// (completion backends).
+enum class io_op : std::uint8_t { poll, read, write, readv, writev, accept, connect };
 
 /// An fd wait, as the loop's fd table sees it.
 struct io_wait : waiter {
@@ -26,19 +55,27 @@ struct io_wait : waiter {
     bool in_flight = false;   // completion backends: submitted, completion not yet seen
     bool cancelling = false;  // completion backends: a cancel was asked; `ec` says why
     bool poll_first = false;  // completion backends: wait for readiness, then perform
+    io_op op = io_op::poll;
     perform_fn perform = nullptr;
     event_loop* loop = nullptr;  // set while armed
 };
 
-/// A read or write done by the loop when readiness arrives.
+/// A transfer done by the loop when readiness arrives (or submitted whole). `buf` is the bytes,
+/// the iovec array (`count` entries, `len` bytes in all) or the address.
 struct rw_wait : io_wait {
     void* buf = nullptr;
     std::size_t len = 0;
-    long n = 0;  // bytes, or -errno
+    long n = 0;  // bytes (or the accepted fd), or -errno
+    std::uint32_t count = 0;
+    socklen_t addrlen = 0;
 };
 
 bool perform_read(io_wait* w, fd_state& st) noexcept;
 bool perform_write(io_wait* w, fd_state& st) noexcept;
+bool perform_readv(io_wait* w, fd_state& st) noexcept;
+bool perform_writev(io_wait* w, fd_state& st) noexcept;
+bool perform_accept(io_wait* w, fd_state& st) noexcept;
+bool perform_connect(io_wait* w, fd_state& st) noexcept;
 
 /// The deadline of a readiness wait.
 struct io_deadline : timer_node {
@@ -54,10 +91,11 @@ inline result<std::size_t> to_result(long n) noexcept {
 /// out-of-line call (io.cpp).
 class io_wait_base {
 public:
-    io_wait_base(int fd, std::uint8_t dir, io_wait::perform_fn perform,
+    io_wait_base(int fd, std::uint8_t dir, io_op op, io_wait::perform_fn perform,
                  coev::source_location where) noexcept {
         w_.fd = fd;
         w_.dir = dir;
+        w_.op = op;
         w_.perform = perform;
         w_.where = where;
     }
@@ -66,10 +104,13 @@ public:
     io_wait_base(io_wait_base&& o) noexcept {
         w_.fd = o.w_.fd;
         w_.dir = o.w_.dir;
+        w_.op = o.w_.op;
         w_.perform = o.w_.perform;
         w_.where = o.w_.where;
         w_.buf = o.w_.buf;
         w_.len = o.w_.len;
+        w_.count = o.w_.count;
+        w_.addrlen = o.w_.addrlen;
     }
     ~io_wait_base() {
         if (w_.loop) abandon();
@@ -121,7 +162,7 @@ class wait_readiness_awaiter : detail::io_wait_base {
 public:
     wait_readiness_awaiter(int fd, std::uint8_t dir, std::optional<time_point> deadline,
                            coev::source_location where) noexcept
-        : io_wait_base(fd, dir, nullptr, where), at_(deadline) {}
+        : io_wait_base(fd, dir, detail::io_op::poll, nullptr, where), at_(deadline) {}
     bool await_ready() noexcept { return false; }
     template <class P> bool await_suspend(std::coroutine_handle<P> h) noexcept {
         return arm(h, detail::base_of(h), true, at_ ? &timer_ : nullptr,
@@ -155,7 +196,7 @@ inline wait_readiness_awaiter wait_writable(
 class read_some_awaiter : detail::io_wait_base {
 public:
     read_some_awaiter(int fd, std::span<std::byte> buf, coev::source_location where) noexcept
-        : io_wait_base(fd, 0, &detail::perform_read, where) {
+        : io_wait_base(fd, 0, detail::io_op::read, &detail::perform_read, where) {
         w_.buf = buf.data();
         w_.len = buf.size();
     }
@@ -174,7 +215,7 @@ public:
 class write_some_awaiter : detail::io_wait_base {
 public:
     write_some_awaiter(int fd, std::span<const std::byte> buf, coev::source_location where) noexcept
-        : io_wait_base(fd, 1, &detail::perform_write, where) {
+        : io_wait_base(fd, 1, detail::io_op::write, &detail::perform_write, where) {
         w_.buf = const_cast<std::byte*>(buf.data());
         w_.len = buf.size();
     }
@@ -198,31 +239,118 @@ inline write_some_awaiter write_some(
     return {fd, buf, where};
 }
 
+/// Reads into several buffers at once (readv); see read_some().
+class readv_some_awaiter : detail::io_wait_base {
+public:
+    readv_some_awaiter(int fd, std::span<const iovec> iov, coev::source_location where) noexcept
+        : io_wait_base(fd, 0, detail::io_op::readv, &detail::perform_readv, where) {
+        w_.buf = const_cast<iovec*>(iov.data());
+        w_.count = std::uint32_t(iov.size());
+        for (const iovec& v : iov) w_.len += v.iov_len;
+    }
+    bool await_ready() noexcept { return try_now(); }
+    template <class P> bool await_suspend(std::coroutine_handle<P> h) noexcept {
+        return arm(h, detail::base_of(h), false);
+    }
+    result<std::size_t> await_resume() noexcept {
+        if (!finish()) return w_.ec.code();
+        return detail::to_result(w_.n);
+    }
+};
+
+/// Writes from several buffers at once (writev; sendmsg with MSG_NOSIGNAL on sockets); see
+/// write_some(). The iovecs must stay valid until the write completes.
+class writev_some_awaiter : detail::io_wait_base {
+public:
+    writev_some_awaiter(int fd, std::span<const iovec> iov, coev::source_location where) noexcept
+        : io_wait_base(fd, 1, detail::io_op::writev, &detail::perform_writev, where) {
+        w_.buf = const_cast<iovec*>(iov.data());
+        w_.count = std::uint32_t(iov.size());
+        for (const iovec& v : iov) w_.len += v.iov_len;
+    }
+    bool await_ready() noexcept { return try_now(); }
+    template <class P> bool await_suspend(std::coroutine_handle<P> h) noexcept {
+        return arm(h, detail::base_of(h), false);
+    }
+    result<std::size_t> await_resume() noexcept {
+        if (!finish()) return w_.ec.code();
+        return detail::to_result(w_.n);
+    }
+};
+
+inline readv_some_awaiter readv_some(
+    int fd, std::span<const iovec> iov,
+    coev::source_location where = coev::source_location::current()) noexcept {
+    return {fd, iov, where};
+}
+inline writev_some_awaiter writev_some(
+    int fd, std::span<const iovec> iov,
+    coev::source_location where = coev::source_location::current()) noexcept {
+    return {fd, iov, where};
+}
+
+/// Accepts one connection on a non-blocking listening socket. The new socket is non-blocking
+/// and close-on-exec; the peer's address goes to `peer` (when given, `*peer_len` in and out).
+/// Errors: what accept4() reports (EMFILE, ENFILE, ECONNABORTED...). Cancel: no connection is
+/// taken from the queue.
+class accept_awaiter : detail::io_wait_base {
+public:
+    accept_awaiter(int fd, sockaddr* peer, socklen_t* peer_len,
+                   coev::source_location where) noexcept
+        : io_wait_base(fd, 0, detail::io_op::accept, &detail::perform_accept, where),
+          peer_len_(peer_len) {
+        w_.buf = peer;
+        w_.addrlen = peer && peer_len ? *peer_len : 0;
+    }
+    bool await_ready() noexcept { return try_now(); }
+    template <class P> bool await_suspend(std::coroutine_handle<P> h) noexcept {
+        return arm(h, detail::base_of(h), false);
+    }
+    result<unique_fd> await_resume() noexcept {
+        if (!finish()) return w_.ec.code();
+        if (w_.n < 0) return std::error_code(int(-w_.n), std::system_category());
+        if (peer_len_) *peer_len_ = w_.addrlen;
+        return unique_fd(int(w_.n));
+    }
+
+private:
+    socklen_t* peer_len_;
+};
+
+/// Connects a non-blocking socket to `addr` (which must stay valid until it completes).
+/// Errors: ECONNREFUSED, ENETUNREACH, ETIMEDOUT... Cancel: the attempt is abandoned; close the
+/// socket, its state is unspecified (as after an interrupted connect()).
+class connect_awaiter : detail::io_wait_base {
+public:
+    connect_awaiter(int fd, const sockaddr* addr, socklen_t len,
+                    coev::source_location where) noexcept
+        : io_wait_base(fd, 1, detail::io_op::connect, &detail::perform_connect, where) {
+        w_.buf = const_cast<sockaddr*>(addr);
+        w_.addrlen = len;
+    }
+    bool await_ready() noexcept { return try_now(); }
+    template <class P> bool await_suspend(std::coroutine_handle<P> h) noexcept {
+        return arm(h, detail::base_of(h), false);
+    }
+    result<void> await_resume() noexcept {
+        if (!finish()) return w_.ec.code();
+        if (w_.n < 0) return std::error_code(int(-w_.n), std::system_category());
+        return {};
+    }
+};
+
+inline accept_awaiter accept(int fd, sockaddr* peer = nullptr, socklen_t* peer_len = nullptr,
+                             coev::source_location where = coev::source_location::current()) {
+    return {fd, peer, peer_len, where};
+}
+inline connect_awaiter connect(int fd, const sockaddr* addr, socklen_t len,
+                               coev::source_location where = coev::source_location::current()) {
+    return {fd, addr, len, where};
+}
+
 /// Writes all of `buf`; fails with the first error.
 task<result<std::size_t>> write_all(int fd, std::span<const std::byte> buf);
 
-/// Owns a file descriptor; closing it tells the running loop to forget what it cached.
-class unique_fd {
-public:
-    unique_fd() noexcept = default;
-    explicit unique_fd(int fd) noexcept : fd_(fd) {}
-    unique_fd(unique_fd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
-    unique_fd& operator=(unique_fd&& o) noexcept {
-        if (this != &o) {
-            close();
-            fd_ = std::exchange(o.fd_, -1);
-        }
-        return *this;
-    }
-    ~unique_fd() { close(); }
-    int get() const noexcept { return fd_; }
-    explicit operator bool() const noexcept { return fd_ >= 0; }
-    int release() noexcept { return std::exchange(fd_, -1); }
-    void close() noexcept;
-
-private:
-    int fd_ = -1;
-};
 
 /// Sets O_NONBLOCK on `fd`.
 result<void> set_nonblocking(int fd) noexcept;
