@@ -250,10 +250,10 @@ event_loop& running_loop() {
 
 void cancel_signal_wait(detail::waiter* base, std::error_code ec) noexcept {
     auto* w = static_cast<detail::signal_wait*>(base);
-    event_loop& loop = w->set->loop();
-    if (!loop.signals().unlink(*w)) return;  // delivered already
+    // Not linked: delivered already, or woken by its set's destructor.
+    if (!w->set || !w->loop->signals().unlink(*w)) return;
     w->ec = ec;
-    loop.complete(w);
+    w->loop->complete(w);
 }
 
 }  // namespace
@@ -269,6 +269,7 @@ signal_set::~signal_set() {
     // Waiters cannot outlive the set: their frames would be resumed for a dead object.
     while (detail::signal_wait* w = waiters_) {
         loop_.signals().unlink(*w);
+        w->set = nullptr;  // it may be cancelled or destroyed before it resumes
         w->ec = make_error_code(error::closed);
         loop_.complete(w);
     }
@@ -278,9 +279,9 @@ signal_set::~signal_set() {
 signal_set::wait_awaiter::~wait_awaiter() {
     if (!armed_) return;
     on_stop_.reset();
-    event_loop& loop = set_.loop();
+    event_loop& loop = *w_.loop;
     if (w_.cancel_posted.load(std::memory_order_acquire)) loop.retract_cancel(&w_);
-    if (!loop.signals().unlink(w_)) loop.unschedule(&w_.node);
+    if (!w_.set || !loop.signals().unlink(w_)) loop.unschedule(&w_.node);
 }
 
 bool signal_set::wait_awaiter::await_ready() noexcept {
@@ -306,8 +307,7 @@ bool signal_set::wait_awaiter::arm(std::coroutine_handle<> h, detail::promise_ba
 result<int> signal_set::wait_awaiter::await_resume() noexcept {
     if (armed_) {
         on_stop_.reset();
-        if (w_.cancel_posted.load(std::memory_order_acquire))
-            set_.loop().retract_cancel(&w_);
+        if (w_.cancel_posted.load(std::memory_order_acquire)) w_.loop->retract_cancel(&w_);
         armed_ = false;
     }
     if (w_.ec) return w_.ec.code();

@@ -38,10 +38,12 @@ TEST_CASE("debug mode reports two waiters on one fd, with both locations") {
     int first_line = 0, second_line = 0;
     coev::result<void> second;
     auto first_waiter = [&]() -> coev::task<> {
-        first_line = __LINE__; (void)co_await coev::wait_readable(s.a.get());
+        first_line = __LINE__ + 1;
+        (void)co_await coev::wait_readable(s.a.get());
     };
     auto second_waiter = [&]() -> coev::task<> {
-        second_line = __LINE__; second = co_await coev::wait_readable(s.a.get());
+        second_line = __LINE__ + 1;
+        second = co_await coev::wait_readable(s.a.get());
         coev_test::send_now(s.b.get(), "x");
     };
     coev::spawn(loop, first_waiter());
@@ -72,7 +74,8 @@ TEST_CASE("debug mode reports a wait on a closed fd, with its location") {
     int line = 0;
     coev::result<void> r;
     auto waiter = [&]() -> coev::task<> {
-        line = __LINE__; r = co_await coev::wait_readable(fd);
+        line = __LINE__ + 1;
+        r = co_await coev::wait_readable(fd);
     };
     coev::spawn(loop, waiter());
     {
@@ -131,10 +134,13 @@ TEST_CASE("debug mode reports a task left suspended by a dying loop, and its fra
             (void)c;
             co_return;
         };
-        fd_spawn_line = __LINE__; coev::spawn(loop, on_fd());
-        sleep_spawn_line = __LINE__; coev::spawn(loop, asleep());
+        fd_spawn_line = __LINE__ + 1;
+        coev::spawn(loop, on_fd());
+        sleep_spawn_line = __LINE__ + 1;
+        coev::spawn(loop, asleep());
         loop.poll();  // both are now suspended
-        unstarted_spawn_line = __LINE__; coev::spawn(loop, never(counted{}));
+        unstarted_spawn_line = __LINE__ + 1;
+        coev::spawn(loop, never(counted{}));
         // Locals and parameter copies of the frames (GCC also keeps inner()'s argument alive
         // across the co_await that consumes it).
         CHECK(counted::live() >= 5);
@@ -156,11 +162,13 @@ TEST_CASE("dump() lists each pending wait with its location") {
     std::stop_source stop;
     int fd_line = 0, signal_line = 0;
     auto fd_waiter = [&]() -> coev::task<> {
-        fd_line = __LINE__; (void)co_await coev::wait_writable(s.a.get(), loop.now() + 1h);
+        fd_line = __LINE__ + 1;
+        (void)co_await coev::wait_writable(s.a.get(), loop.now() + 1h);
     };
     auto sleeper = [&]() -> coev::task<> { (void)co_await coev::sleep_for(1h); };
     auto signal_waiter = [&]() -> coev::task<> {
-        signal_line = __LINE__; (void)co_await signals.wait();
+        signal_line = __LINE__ + 1;
+        (void)co_await signals.wait();
     };
     coev_test::fill_send_buffer(s.a.get());
     coev::spawn(loop, fd_waiter(), coev::spawn_options{.stop = stop.get_token()});
@@ -172,12 +180,12 @@ TEST_CASE("dump() lists each pending wait with its location") {
     REQUIRE(lines.size() == 5);  // header, fd wait, its deadline, the sleep, the signal wait
     CHECK(lines[0].find("event_loop backend=" + std::string(loop.backend_name())) == 0);
     CHECK(lines[0].find("timers=2 waits=2") != std::string::npos);
-    CHECK(lines[1] == "  fd " + std::to_string(s.a.get()) + " write waiting at " +
-                          location(__FILE__, fd_line));
+    CHECK(lines[1] ==
+          "  fd " + std::to_string(s.a.get()) + " write waiting at " + location(__FILE__, fd_line));
     CHECK(lines[2].find("  timer due in ") == 0);
     CHECK(lines[3].find("  timer due in ") == 0);
-    CHECK(lines[4] == "  signal wait {" + std::to_string(SIGUSR1) + "} at " +
-                          location(__FILE__, signal_line));
+    CHECK(lines[4] ==
+          "  signal wait {" + std::to_string(SIGUSR1) + "} at " + location(__FILE__, signal_line));
     stop.request_stop();
     {
         watchdog wd(loop);
@@ -208,21 +216,33 @@ TEST_CASE("a cancelled wait leaves nothing in dump() and nothing pending") {
     auto waiter = [&]() -> coev::task<> {
         switch (kind) {
             case 0:
-            case 6: record((co_await coev::sleep_for(1h)).error()); break;
-            case 1: record((co_await coev::wait_readable(s.a.get())).error()); break;
+            case 6:
+                record((co_await coev::sleep_for(1h)).error());
+                break;
+            case 1:
+                record((co_await coev::wait_readable(s.a.get())).error());
+                break;
             case 2:
                 record((co_await coev::wait_writable(s.a.get(), loop.now() + 1h)).error());
                 break;
-            case 3: record((co_await coev::read_some(s.a.get(), buf)).error()); break;
-            case 4: record((co_await coev::write_some(s.a.get(), big)).error()); break;
-            case 5: record((co_await signals.wait()).error()); break;
+            case 3:
+                record((co_await coev::read_some(s.a.get(), buf)).error());
+                break;
+            case 4:
+                record((co_await coev::write_some(s.a.get(), big)).error());
+                break;
+            case 5:
+                record((co_await signals.wait()).error());
+                break;
         }
     };
     std::thread other;
     auto canceller = [&]() -> coev::task<> {
         lines_while_waiting = dump_lines(loop).size();
-        if (kind == 6) other = std::thread([&] { stop.request_stop(); });
-        else stop.request_stop();
+        if (kind == 6)
+            other = std::thread([&] { stop.request_stop(); });
+        else
+            stop.request_stop();
         co_return;
     };
     coev::spawn(loop, waiter(), coev::spawn_options{.stop = stop.get_token()});

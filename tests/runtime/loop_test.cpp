@@ -438,8 +438,10 @@ TEST_CASE("a busy high-priority task starves lower priorities, as in libevent") 
     auto high = [&]() -> coev::task<> {
         for (int i = 0; i < steps; ++i) {
             if (low_ran && low_seen_at_step < 0) low_seen_at_step = i;
-            if (how == by_zero_sleep) (void)co_await coev::sleep_for(0ms);
-            else co_await requeue{loop, {}};
+            if (how == by_zero_sleep)
+                (void)co_await coev::sleep_for(0ms);
+            else
+                co_await requeue{loop, {}};
         }
     };
     auto low = [&]() -> coev::task<> {
@@ -554,6 +556,6 @@ TEST_CASE("reinit_after_fork() gives a forked child a working loop") {
 TEST_CASE("version() matches the version in the headers") {
     CHECK(coev::version() == COEV_VERSION_STRING);
     CHECK(coev::version_number() == std::uint32_t(COEV_VERSION_NUMBER));
-    CHECK(COEV_VERSION_NUMBER == ((COEV_VERSION_MAJOR << 24) | (COEV_VERSION_MINOR << 16) |
-                                  (COEV_VERSION_PATCH << 8)));
+    CHECK(COEV_VERSION_NUMBER ==
+          ((COEV_VERSION_MAJOR << 24) | (COEV_VERSION_MINOR << 16) | (COEV_VERSION_PATCH << 8)));
 }

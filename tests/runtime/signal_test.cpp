@@ -6,6 +6,7 @@
 #include <doctest/doctest.h>
 
 #include <csignal>
+#include <memory>
 #include <pthread.h>
 #include <thread>
 
@@ -14,6 +15,7 @@ using coev_test::watchdog;
 
 namespace {
 
+using sigaction_t = struct sigaction;
 volatile std::sig_atomic_t usr2_calls = 0;
 void count_usr2(int) { usr2_calls = usr2_calls + 1; }
 
@@ -21,7 +23,7 @@ void count_usr2(int) { usr2_calls = usr2_calls + 1; }
 class usr2_handler {
 public:
     usr2_handler() {
-        struct sigaction mine {};
+        sigaction_t mine{};
         mine.sa_handler = &count_usr2;
         sigemptyset(&mine.sa_mask);
         ::sigaction(SIGUSR2, &mine, &previous_);
@@ -31,7 +33,7 @@ public:
     ~usr2_handler() { ::sigaction(SIGUSR2, &previous_, nullptr); }
 
 private:
-    struct sigaction previous_ {};
+    sigaction_t previous_{};
 };
 
 }  // namespace
@@ -184,4 +186,42 @@ TEST_CASE("destroying a set wakes its waiters with error::closed") {
     loop.run();
     CHECK(got.error() == coev::error::closed);
     CHECK_FALSE(loop.has_pending());
+}
+
+// Regression: the waiter woken with error::closed still pointed at its destroyed set; cancelling
+// or destroying it before it resumed read freed memory (ASan: heap-use-after-free).
+TEST_CASE("a waiter woken by its set's destruction can be cancelled or destroyed before it runs") {
+    auto loop = std::make_unique<coev::event_loop>();
+    auto set = std::make_unique<coev::signal_set>(*loop, std::initializer_list<int>{SIGUSR1});
+    std::stop_source stop;
+    coev::result<int> got;
+    bool resumed = false;
+    auto waiter = [&]() -> coev::task<> {
+        got = co_await set->wait();
+        resumed = true;
+    };
+    bool cancel = true;
+    SUBCASE("a stop request reaches it first") { cancel = true; }
+    SUBCASE("its loop is destroyed first") { cancel = false; }
+    auto destroyer = [&]() -> coev::task<> {
+        set.reset();  // wakes the waiter with error::closed
+        if (cancel)
+            stop.request_stop();
+        else
+            loop->stop();
+        co_return;
+    };
+    coev::spawn(*loop, waiter(), coev::spawn_options{.stop = stop.get_token()});
+    coev::spawn(*loop, destroyer());
+    {
+        watchdog wd(*loop);
+        loop->run();
+    }
+    if (cancel) {
+        CHECK(resumed);
+        CHECK(got.error() == coev::error::closed);  // the first outcome stands
+    } else {
+        CHECK_FALSE(resumed);
+        loop.reset();  // destroys the queued waiter's frame
+    }
 }

@@ -23,9 +23,9 @@ namespace {
 // What a timer does when it fires, the same on the queue and on the model, so that re-arming and
 // cancelling from inside expire() is checked too.
 struct reaction {
-    bool rearm = false;      // arm itself again, `rearm_by` after its old deadline
+    bool rearm = false;  // arm itself again, `rearm_by` after its old deadline
     duration rearm_by{};
-    int cancel = -1;         // cancel this other timer
+    int cancel = -1;  // cancel this other timer
 };
 reaction react(int id, int times_fired) {
     reaction r;
@@ -163,8 +163,9 @@ TEST_CASE("the timer queue agrees with a multimap model over 100,000 random step
         if (failure.empty() && h.queue.empty() != m.empty()) failure = "empty() differs";
         if (failure.empty() && !m.empty() && h.queue.next_deadline() != m.next())
             failure = "next_deadline() differs";
-        if (!failure.empty()) failure = "step " + std::to_string(step) + " (" + what +
-                                        " of timer " + std::to_string(id) + "): " + failure;
+        if (!failure.empty())
+            failure = "step " + std::to_string(step) + " (" + what + " of timer " +
+                      std::to_string(id) + "): " + failure;
     }
     CHECK_MESSAGE(failure.empty(), failure);
     CHECK(fired_total > 10'000);  // the sequence did exercise expiry
@@ -183,8 +184,10 @@ TEST_CASE("a timer queue's for_each visits every armed timer once, proxies exclu
     time_point now{};
     for (std::size_t i = 0; i < nodes.size(); ++i) {
         nodes[i].fire = [](timer_node*) noexcept {};
-        if (i % 2) q.add_after(nodes[i], now, 5ms);  // most of these land in one FIFO list
-        else q.add_at(nodes[i], now + std::chrono::milliseconds(i));
+        if (i % 2)
+            q.add_after(nodes[i], now, 5ms);  // most of these land in one FIFO list
+        else
+            q.add_at(nodes[i], now + std::chrono::milliseconds(i));
     }
     q.cancel(nodes[3]);
     q.cancel(nodes[4]);

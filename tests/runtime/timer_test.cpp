@@ -25,8 +25,10 @@ TEST_CASE("timers fire in deadline order") {
     SUBCASE("sleep_until") { relative = false; }
     SUBCASE("sleep_for") { relative = true; }
     auto sleeper = [&](int m) -> coev::task<> {
-        if (relative) (void)co_await coev::sleep_for(std::chrono::milliseconds(m));
-        else (void)co_await coev::sleep_until(loop.now() + std::chrono::milliseconds(m));
+        if (relative)
+            (void)co_await coev::sleep_for(std::chrono::milliseconds(m));
+        else
+            (void)co_await coev::sleep_until(loop.now() + std::chrono::milliseconds(m));
         order.push_back(m);
     };
     for (int m : ms) coev::spawn(loop, sleeper(m));
@@ -47,8 +49,10 @@ TEST_CASE("timers sharing a deadline fire in the order they were set") {
     // Every task arms in the same iteration, so now() and hence every deadline is the same.
     auto sleeper = [&](int id) -> coev::task<> {
         const bool use_for = mode == how::for_ || (mode == how::mixed && id % 2 == 1);
-        if (use_for) (void)co_await coev::sleep_for(20ms);
-        else (void)co_await coev::sleep_until(loop.now() + 20ms);
+        if (use_for)
+            (void)co_await coev::sleep_for(20ms);
+        else
+            (void)co_await coev::sleep_until(loop.now() + 20ms);
         order.push_back(id);
     };
     std::vector<int> ids(50);
@@ -131,16 +135,22 @@ TEST_CASE("a stop request from another thread ends a sleep cleanly, however the 
             stuck += wd.fired();
         }
         other.join();
-        if (resumed != 1) ++unfinished;
-        else if (r.error() == std::errc::operation_canceled) ++cancelled;
-        else if (r) ++finished;
-        else ++other_outcome;
+        if (resumed != 1)
+            ++unfinished;
+        else if (r.error() == std::errc::operation_canceled)
+            ++cancelled;
+        else if (r)
+            ++finished;
+        else
+            ++other_outcome;
     }
     CHECK(stuck == 0);
     CHECK(unfinished == 0);
     CHECK(other_outcome == 0);
-    if (long_sleep) CHECK(cancelled == rounds);
-    else CHECK(cancelled + finished == rounds);
+    if (long_sleep)
+        CHECK(cancelled == rounds);
+    else
+        CHECK(cancelled + finished == rounds);
 }
 
 TEST_CASE("100,000 timers all fire, none early and in deadline order") {
@@ -155,8 +165,10 @@ TEST_CASE("100,000 timers all fire, none early and in deadline order") {
     auto sleeper = [&](int kind, int ms) -> coev::task<> {
         const auto d = std::chrono::milliseconds(ms);
         const auto deadline = loop.now() + d;
-        if (kind == 0) (void)co_await coev::sleep_until(deadline);
-        else (void)co_await coev::sleep_for(d);
+        if (kind == 0)
+            (void)co_await coev::sleep_until(deadline);
+        else
+            (void)co_await coev::sleep_for(d);
         if (loop.now() < deadline) ++early;
         fired_deadlines.push_back(deadline);
     };
@@ -274,9 +286,12 @@ TEST_CASE("with_timeout ends in timed_out and cancels the slow operation before 
     SUBCASE("a sleep awaited directly") { which = 2; }
     auto outer = [&]() -> coev::task<> {
         const auto t0 = coev::clock::now();
-        if (which == 0) out = co_await coev::with_timeout(20ms, slow_result());
-        else if (which == 1) out = co_await coev::with_timeout(20ms, slow_void());
-        else out = co_await coev::with_timeout(20ms, coev::sleep_for(10s));
+        if (which == 0)
+            out = co_await coev::with_timeout(20ms, slow_result());
+        else if (which == 1)
+            out = co_await coev::with_timeout(20ms, slow_void());
+        else
+            out = co_await coev::with_timeout(20ms, coev::sleep_for(10s));
         took = coev::clock::now() - t0;
         inner_done_at_return = inner_done;
     };
@@ -290,6 +305,29 @@ TEST_CASE("with_timeout ends in timed_out and cancels the slow operation before 
         CHECK(inner_done_at_return);
         CHECK(inner_saw == std::errc::operation_canceled);
     }
+    CHECK_FALSE(loop.has_pending());
+}
+
+TEST_CASE("with_timeout puts a deadline on an fd wait or a read") {
+    coev::event_loop loop;
+    auto s = coev_test::make_socket_pair();
+    coev::result<void> waited;
+    coev::result<std::size_t> read;
+    coev::result<std::size_t> read_in_time;
+    std::vector<std::byte> buf(16);
+    auto t = [&]() -> coev::task<> {
+        waited = co_await coev::with_timeout(20ms, coev::wait_readable(s.a.get()));
+        read = co_await coev::with_timeout(20ms, coev::read_some(s.a.get(), buf));
+        coev_test::send_now(s.b.get(), "in time");
+        read_in_time = co_await coev::with_timeout(10s, coev::read_some(s.a.get(), buf));
+    };
+    coev::spawn(loop, t());
+    watchdog wd(loop);
+    loop.run();
+    CHECK(waited.error() == std::errc::timed_out);
+    CHECK(read.error() == std::errc::timed_out);
+    REQUIRE(read_in_time.has_value());
+    CHECK(*read_in_time == 7);
     CHECK_FALSE(loop.has_pending());
 }
 

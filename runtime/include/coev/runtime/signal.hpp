@@ -21,7 +21,8 @@ namespace detail {
 struct signal_wait : waiter {
     signal_wait* prev = nullptr;
     signal_wait* next = nullptr;
-    signal_set* set = nullptr;
+    signal_set* set = nullptr;   // null once the set is destroyed
+    event_loop* loop = nullptr;  // outlives the set: the awaiter still needs it then
     int signo = 0;
 };
 }  // namespace detail
@@ -44,6 +45,7 @@ public:
     public:
         wait_awaiter(signal_set& s, coev::source_location where) noexcept : set_(s) {
             w_.set = &s;
+            w_.loop = &s.loop();
             w_.where = where;
         }
         wait_awaiter(const wait_awaiter&) = delete;
