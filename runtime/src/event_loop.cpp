@@ -99,6 +99,15 @@ std::vector<std::string_view> supported_backends() {
     return out;
 }
 
+namespace {
+// Every loop alive on this thread: a unique_fd closed outside run() must still reach them.
+thread_local std::vector<event_loop*> thread_loops;
+}  // namespace
+
+void event_loop::forget_fd_everywhere(int fd) noexcept {
+    for (event_loop* l : thread_loops) l->forget_fd(fd);
+}
+
 struct event_loop::scope {
     event_loop* saved;
     explicit scope(event_loop* l) noexcept : saved(detail::current_loop) {
@@ -116,6 +125,8 @@ event_loop::event_loop(const loop_config& config)
       clock_(config.clock),
       precise_(config.precise_time) {
     completion_ = has_all(backend_->features(), backend_feature::completion);
+    thread_loops.push_back(this);
+    thread_list_ = &thread_loops;
     level_backend_ =
         !completion_ && !has_all(backend_->features(), backend_feature::edge_triggered);
     if (clock_ != clock_mode::monotonic) manual_now_ = clock::now();
@@ -128,6 +139,8 @@ event_loop::event_loop(const loop_config& config)
 
 event_loop::~event_loop() {
     scope s(this);  // awaiters that deregister while their frames die look us up
+    // The list of the thread that created us (a loop may be destroyed elsewhere).
+    std::erase(*static_cast<std::vector<event_loop*>*>(thread_list_), this);
     // The kernel may still write into buffers that live in the frames about to die.
     backend_->quiesce(*this);
     // Queued wake-ups point into frames about to die; nothing runs again.
@@ -162,8 +175,7 @@ bool event_loop::has_pending() const noexcept {
         if (!q.empty()) return true;
     if (waits_ > 0 || post_pending_.load(std::memory_order_acquire)) return true;
     // Under a manual clock only advance() makes a timer due; one armed already due still fires.
-    return !timers_.empty() &&
-           (clock_ != clock_mode::manual || timers_.next_deadline() <= now_);
+    return !timers_.empty() && (clock_ != clock_mode::manual || timers_.next_deadline() <= now_);
 }
 
 void event_loop::run(run_mode mode) {

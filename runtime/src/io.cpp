@@ -84,7 +84,8 @@ bool settle(rw_wait& w, fd_state& st, long n) noexcept {
     // call would block, so skip it and wait for the next edge. Not a short read elsewhere: a
     // terminal returns one line per read() however many are queued, and no edge comes for the
     // rest. EOF (0) stays readable for good.
-    if (n > 0 && std::size_t(n) < w.len && (w.dir == 1 || !st.not_socket))
+    if (n > 0 && std::size_t(n) < w.len && (w.dir == 1 || !st.not_socket) &&
+        !(st.ready & fd_state::read_closed))
         st.ready &= std::uint8_t(~bit);
     w.n = n;
     return true;
@@ -337,7 +338,7 @@ task<result<std::size_t>> write_all(int fd, std::span<const std::byte> buf) {
 
 void unique_fd::close() noexcept {
     if (fd_ < 0) return;
-    if (event_loop* loop = event_loop::current()) loop->forget_fd(fd_);
+    event_loop::forget_fd_everywhere(fd_);
     ::close(fd_);
     fd_ = -1;
 }

@@ -258,6 +258,7 @@ TEST_CASE("read_some returns 0 at end of file, again and again") {
 }
 
 namespace {
+using sigaction_t = struct sigaction;
 volatile std::sig_atomic_t sigpipes = 0;
 void count_sigpipe(int) { sigpipes = sigpipes + 1; }
 }  // namespace
@@ -266,7 +267,7 @@ void count_sigpipe(int) { sigpipes = sigpipes + 1; }
 // sockets were protected (MSG_NOSIGNAL).
 TEST_CASE("writing to a closed peer fails with EPIPE instead of raising SIGPIPE") {
     // A counting handler instead of the default: a SIGPIPE fails the check instead of the suite.
-    struct sigaction mine {}, previous {};
+    sigaction_t mine{}, previous{};
     mine.sa_handler = &count_sigpipe;
     sigemptyset(&mine.sa_mask);
     REQUIRE(::sigaction(SIGPIPE, &mine, &previous) == 0);
@@ -337,7 +338,8 @@ TEST_CASE("a second waiter on the same fd and direction gets error::busy") {
     auto second_waiter = [&]() -> coev::task<> {
         second = co_await coev::wait_readable(s.a.get());
         other_direction = co_await coev::wait_writable(s.a.get());  // not the same direction
-        send_now(s.b.get(), "x");  // lets the first waiter finish
+        // Lets the first waiter finish.
+        send_now(s.b.get(), "x");
     };
     coev::spawn(loop, first_waiter());
     coev::spawn(loop, second_waiter());
@@ -442,6 +444,43 @@ TEST_CASE("read_some returns every line queued on a terminal") {
     loop.run();
     CHECK_FALSE(wd.fired());
     CHECK(got == std::vector<std::string>{"one\n", "two\n"});
+}
+
+// Regression (epoll): a unique_fd closed while its loop was not running could not tell the loop
+// to forget the fd; epoll dropped the registration with the close, the loop still believed the
+// number registered, and a read_some on the reused number waited for an edge that never came.
+// close() now reaches every loop of the thread.
+TEST_CASE("an fd number closed while the loop was not running can be read again once reused") {
+    coev::event_loop loop;
+    std::vector<std::byte> buf(16);
+    int old_number = -1;
+    {
+        auto s = make_socket_pair();
+        old_number = s.a.get();
+        auto first = [&]() -> coev::task<> { (void)co_await coev::read_some(s.a.get(), buf); };
+        auto feed = [&]() -> coev::task<> {
+            (void)co_await coev::sleep_for(1ms);
+            send_now(s.b.get(), "x");
+        };
+        coev::spawn(loop, first());  // waits, so the fd is registered with the backend
+        coev::spawn(loop, feed());
+        loop.run();
+    }  // both ends closed here, outside run()
+    auto s = make_socket_pair();
+    REQUIRE(s.a.get() == old_number);  // the kernel hands out the lowest free number
+    coev::result<std::size_t> r;
+    auto second = [&]() -> coev::task<> {
+        r = co_await coev::with_timeout(500ms, coev::read_some(s.a.get(), buf));
+    };
+    auto feed = [&]() -> coev::task<> {
+        (void)co_await coev::sleep_for(1ms);
+        send_now(s.b.get(), "y");
+    };
+    coev::spawn(loop, second());
+    coev::spawn(loop, feed());
+    watchdog wd(loop);
+    loop.run();
+    CHECK(r.has_value());
 }
 
 TEST_CASE("10,000 concurrent waits on one loop all complete") {

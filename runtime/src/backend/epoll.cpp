@@ -121,6 +121,8 @@ public:
             // Errors and hang-ups wake both sides: the next call reports what happened.
             if (e.events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) bits |= 1;
             if (e.events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) bits |= 2;
+            // The peer's close is an edge that never comes again: remember it for good.
+            if (e.events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) bits |= fd_state::read_closed;
             loop.on_fd_event(static_cast<int>(e.data.u64), bits);
         }
         if (static_cast<std::size_t>(n) == events_.size() && events_.size() < 4096)

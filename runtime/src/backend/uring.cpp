@@ -10,14 +10,18 @@
 #include <coev/runtime/log.hpp>
 
 #include <cerrno>
+#include <algorithm>
 #include <cstring>
 #include <liburing.h>
 #include <poll.h>
 #include <string>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+#include <utility>
+#include <vector>
 
 namespace coev::detail {
 namespace {
@@ -29,7 +33,37 @@ constexpr std::uint64_t cancel_tag = 5;
 
 constexpr unsigned ring_entries = 1024;
 
+// Provided buffers for multishot receives: shared by every socket of the loop, taken only while
+// data waits to be read, so an idle connection holds none.
+constexpr unsigned recv_buffers = 512;       // a power of two
+constexpr unsigned recv_buffer_size = 4096;
+constexpr std::uint16_t recv_group = 0;
+// A socket whose unread data passes this stops receiving until its reader catches up.
+constexpr std::size_t recv_backlog_cap = 64 * 1024;
+// user_data of a multishot receive: its stream's address with this bit set (pointers to
+// io_wait and recv_stream are 8-aligned; the internal tags are odd).
+constexpr std::uint64_t stream_bit = 2;
+
 std::error_code errno_code(int e) noexcept { return {e, std::system_category()}; }
+
+// What a socket's multishot receive has delivered and nobody has read yet.
+struct recv_stream {
+    struct chunk {
+        std::uint16_t bid;
+        std::uint32_t offset;
+        std::uint32_t length;
+    };
+    int fd = -1;
+    bool armed = false;     // the multishot receive is in the kernel
+    bool stopping = false;  // a cancel was sent: backlog cap or fd forgotten
+    bool dead = false;      // forgotten: freed when its last completion arrives
+    bool ended = false;     // EOF (end == 0) or an error (end < 0) follows the queued data
+    int end = 0;
+    std::vector<chunk> queue;  // FIFO from `head`
+    std::size_t head = 0;
+    std::size_t queued = 0;  // bytes
+    rw_wait* waiter = nullptr;
+};
 
 class uring_backend final : public backend {
 public:
@@ -68,6 +102,10 @@ public:
     ~uring_backend() override {
         io_uring_queue_exit(&ring_);
         ::close(wakefd_);
+        for (recv_stream* st : streams_) delete st;
+        for (recv_stream* st : dying_) delete st;
+        if (bufs_) ::munmap(bufs_, std::size_t(recv_buffers) * recv_buffer_size);
+        if (br_) ::munmap(br_, recv_buffers * sizeof(io_uring_buf));
     }
 
     std::string_view name() const noexcept override { return "io_uring"; }
@@ -77,7 +115,20 @@ public:
     }
 
     std::error_code watch(int, fd_state&, bool) noexcept override { return {}; }
-    void forget(int, fd_state& st) noexcept override { st.registered = false; }
+    void forget(int fd, fd_state& st) noexcept override {
+        st.registered = false;
+        if (std::size_t(fd) >= streams_.size() || !streams_[std::size_t(fd)]) return;
+        recv_stream* rs = streams_[std::size_t(fd)];
+        streams_[std::size_t(fd)] = nullptr;  // a reused number starts a stream of its own
+        drop_queue(*rs);
+        if (!rs->armed) {
+            delete rs;
+            return;
+        }
+        rs->dead = true;
+        dying_.push_back(rs);
+        stop_stream(*rs);
+    }
 
     std::error_code watch_signal_fd(int fd) noexcept override {
         signalfd_ = fd;
@@ -86,8 +137,27 @@ public:
     }
 
     void submit(io_wait& w, fd_state& st) noexcept override {
-        io_uring_sqe* sqe = get_sqe();
         auto& rw = static_cast<rw_wait&>(w);
+        if (w.op == io_op::read && !st.not_socket && !w.poll_first && rw.len > 0 &&
+            !buffers_failed_ && buffers_ready()) {
+            park(rw);
+            return;
+        }
+        // A socket with a multishot receive keeps its unread bytes here, not in the kernel:
+        // a readiness wait must look here (level semantics).
+        if (w.op == io_op::poll && w.dir == 0 && std::size_t(w.fd) < streams_.size() &&
+            streams_[std::size_t(w.fd)]) {
+            recv_stream& rs = *streams_[std::size_t(w.fd)];
+            if (rs.queued > 0 || rs.ended) {
+                event_loop::current()->on_complete(&w, POLLIN);
+                return;
+            }
+            if (rs.armed) {
+                rs.waiter = &rw;
+                return;
+            }
+        }
+        io_uring_sqe* sqe = get_sqe();
         if (w.poll_first || w.op == io_op::poll) {
             io_uring_prep_poll_add(sqe, w.fd, w.dir ? POLLOUT : POLLIN);
         } else if (w.op == io_op::read) {
@@ -114,12 +184,24 @@ public:
     }
 
     void cancel(io_wait& w) noexcept override {
+        if (recv_stream* rs = parked_on(w)) {  // no kernel operation owns its buffer
+            rs->waiter = nullptr;
+            event_loop::current()->on_complete(&w, -ECANCELED);
+            return;
+        }
         io_uring_sqe* sqe = get_sqe();
         io_uring_prep_cancel(sqe, &w, 0);
         io_uring_sqe_set_data64(sqe, cancel_tag);
     }
 
     void cancel_sync(event_loop& loop, io_wait& w) noexcept override {
+        if (recv_stream* rs = parked_on(w)) {
+            rs->waiter = nullptr;
+            if (!w.cancelling) w.ec = std::make_error_code(std::errc::operation_canceled);
+            w.cancelling = true;
+            loop.on_complete(&w, -ECANCELED);
+            return;
+        }
         if (!w.cancelling) {
             w.cancelling = true;
             w.ec = std::make_error_code(std::errc::operation_canceled);
@@ -130,6 +212,13 @@ public:
 
     void quiesce(event_loop& loop) noexcept override {
         quiescing_ = true;
+        for (recv_stream* rs : streams_) {
+            if (!rs || !rs->waiter) continue;
+            rw_wait* w = std::exchange(rs->waiter, nullptr);
+            w->cancelling = true;
+            w->ec = std::make_error_code(std::errc::operation_canceled);
+            loop.on_complete(w, -ECANCELED);
+        }
         if (in_flight_ == 0) return;
         io_uring_sqe* sqe = get_sqe();
         io_uring_prep_cancel(sqe, nullptr, IORING_ASYNC_CANCEL_ANY | IORING_ASYNC_CANCEL_ALL);
@@ -213,6 +302,10 @@ private:
     void dispatch(event_loop& loop, const io_uring_cqe* cqe) noexcept {
         const std::uint64_t tag = cqe->user_data;
         if (tag == cancel_tag) return;
+        if ((tag & 7) == stream_bit) {
+            on_stream(loop, *reinterpret_cast<recv_stream*>(tag & ~std::uint64_t{7}), cqe);
+            return;
+        }
         if (tag == wake_tag || tag == signal_tag) {
             const int fd = tag == wake_tag ? wakefd_ : signalfd_;
             if (tag == wake_tag) {
@@ -230,12 +323,200 @@ private:
         loop.on_complete(reinterpret_cast<io_wait*>(tag), cqe->res);
     }
 
+    // ---- multishot receives ----
+
+    // The buffer ring is set up on first use; false when the kernel refuses it (older than
+    // 5.19): receives then stay one submission per read.
+    bool buffers_ready() noexcept {
+        if (br_) return true;
+        if (buffers_failed_) return false;
+        const std::size_t ring_bytes = recv_buffers * sizeof(io_uring_buf);
+        void* ring_mem = ::mmap(nullptr, ring_bytes, PROT_READ | PROT_WRITE,
+                                MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+        void* data = ::mmap(nullptr, std::size_t(recv_buffers) * recv_buffer_size,
+                            PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+        if (ring_mem == MAP_FAILED || data == MAP_FAILED) {
+            if (ring_mem != MAP_FAILED) ::munmap(ring_mem, ring_bytes);
+            if (data != MAP_FAILED) ::munmap(data, std::size_t(recv_buffers) * recv_buffer_size);
+            buffers_failed_ = true;
+            return false;
+        }
+        io_uring_buf_reg reg{};
+        reg.ring_addr = reinterpret_cast<std::uint64_t>(ring_mem);
+        reg.ring_entries = recv_buffers;
+        reg.bgid = recv_group;
+        enable();
+        if (io_uring_register_buf_ring(&ring_, &reg, 0) < 0) {
+            ::munmap(ring_mem, ring_bytes);
+            ::munmap(data, std::size_t(recv_buffers) * recv_buffer_size);
+            buffers_failed_ = true;
+            return false;
+        }
+        br_ = static_cast<io_uring_buf_ring*>(ring_mem);
+        bufs_ = static_cast<char*>(data);
+        io_uring_buf_ring_init(br_);
+        for (unsigned i = 0; i < recv_buffers; ++i) give_back(std::uint16_t(i), i, false);
+        io_uring_buf_ring_advance(br_, int(recv_buffers));
+        return true;
+    }
+
+    void give_back(std::uint16_t bid, unsigned offset = 0, bool advance = true) noexcept {
+        io_uring_buf_ring_add(br_, bufs_ + std::size_t(bid) * recv_buffer_size, recv_buffer_size,
+                              bid, io_uring_buf_ring_mask(recv_buffers), int(offset));
+        if (advance) io_uring_buf_ring_advance(br_, 1);
+    }
+
+    recv_stream* parked_on(io_wait& w) noexcept {
+        if ((w.op != io_op::read && w.op != io_op::poll) || std::size_t(w.fd) >= streams_.size())
+            return nullptr;
+        recv_stream* rs = streams_[std::size_t(w.fd)];
+        return rs && rs->waiter == &w ? rs : nullptr;
+    }
+
+    // A read on a socket: served from what the stream holds, or parked until data comes.
+    void park(rw_wait& w) noexcept {
+        if (std::size_t(w.fd) >= streams_.size()) streams_.resize(std::size_t(w.fd) + 1, nullptr);
+        recv_stream*& slot = streams_[std::size_t(w.fd)];
+        if (!slot) {
+            slot = new recv_stream;
+            slot->fd = w.fd;
+        }
+        recv_stream& rs = *slot;
+        if (rs.queued > 0 || rs.ended) {
+            event_loop::current()->on_complete(&w, deliver(rs, w));
+            return;
+        }
+        rs.waiter = &w;
+        if (!rs.armed && !rs.stopping) arm_stream(rs);
+    }
+
+    void arm_stream(recv_stream& rs) noexcept {
+        io_uring_sqe* sqe = get_sqe();
+        io_uring_prep_recv_multishot(sqe, rs.fd, nullptr, 0, 0);
+        sqe->flags |= IOSQE_BUFFER_SELECT;
+        sqe->buf_group = recv_group;
+        io_uring_sqe_set_data64(sqe, reinterpret_cast<std::uint64_t>(&rs) | stream_bit);
+        rs.armed = true;
+        ++in_flight_;
+    }
+
+    void stop_stream(recv_stream& rs) noexcept {
+        if (!rs.armed || rs.stopping) return;
+        rs.stopping = true;
+        io_uring_sqe* sqe = get_sqe();
+        io_uring_prep_cancel64(sqe, reinterpret_cast<std::uint64_t>(&rs) | stream_bit, 0);
+        io_uring_sqe_set_data64(sqe, cancel_tag);
+    }
+
+    // Copies queued bytes into the waiter's buffer; returns bytes, or the stream's end (0 for
+    // EOF, -errno) once nothing is queued.
+    int deliver(recv_stream& rs, rw_wait& w) noexcept {
+        if (rs.queued == 0) return rs.end;
+        auto* out = static_cast<char*>(w.buf);
+        std::size_t done = 0;
+        while (done < w.len && rs.head < rs.queue.size()) {
+            recv_stream::chunk& c = rs.queue[rs.head];
+            std::size_t n = std::min<std::size_t>(w.len - done, c.length - c.offset);
+            std::memcpy(out + done, bufs_ + std::size_t(c.bid) * recv_buffer_size + c.offset, n);
+            done += n;
+            c.offset += std::uint32_t(n);
+            if (c.offset == c.length) {
+                give_back(c.bid);
+                ++rs.head;
+            }
+        }
+        rs.queued -= done;
+        if (rs.head == rs.queue.size()) {
+            rs.queue.clear();
+            rs.head = 0;
+        }
+        return int(done);
+    }
+
+    void drop_queue(recv_stream& rs) noexcept {
+        for (std::size_t i = rs.head; i < rs.queue.size(); ++i) give_back(rs.queue[i].bid);
+        rs.queue.clear();
+        rs.head = 0;
+        rs.queued = 0;
+    }
+
+    void on_stream(event_loop& loop, recv_stream& rs, const io_uring_cqe* cqe) noexcept {
+        const bool more = cqe->flags & IORING_CQE_F_MORE;
+        if (cqe->res > 0 && (cqe->flags & IORING_CQE_F_BUFFER)) {
+            auto bid = std::uint16_t(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+            if (rs.dead) {
+                give_back(bid);
+            } else {
+                rs.queue.push_back({bid, 0, std::uint32_t(cqe->res)});
+                rs.queued += std::size_t(cqe->res);
+            }
+        } else if (cqe->res == 0) {
+            rs.ended = true;  // EOF: reads return 0 from now on, after the queued bytes
+            rs.end = 0;
+        } else if (cqe->res == -EINVAL && !rs.ended && rs.queued == 0) {
+            buffers_failed_ = true;  // a kernel without multishot receive (before 6.0)
+        } else if (cqe->res < 0 && cqe->res != -ECANCELED && cqe->res != -ENOBUFS) {
+            rs.ended = true;
+            rs.end = cqe->res;
+        }
+        if (!more) {
+            rs.armed = false;
+            rs.stopping = false;
+            --in_flight_;
+            if (rs.dead) {
+                std::erase(dying_, &rs);
+                delete &rs;
+                return;
+            }
+        }
+        if (rw_wait* w = rs.waiter) {
+            if (rs.queued > 0 || rs.ended) {
+                rs.waiter = nullptr;
+                // A readiness wait only learns there is something; a read takes it.
+                loop.on_complete(w, w->op == io_op::poll ? POLLIN : deliver(rs, *w));
+            } else if (w->op == io_op::poll && !rs.armed) {
+                rs.waiter = nullptr;  // nothing will come through the stream: ask the kernel
+                w->in_flight = true;
+                submit_poll(*w);
+            } else if (!rs.armed && (cqe->res == -ENOBUFS || buffers_failed_)) {
+                // Every buffer is queued on some socket (or the kernel cannot do multishot
+                // receives): this read takes the classic path.
+                rs.waiter = nullptr;
+                w->in_flight = true;
+                submit_plain_recv(*w);
+            } else if (!rs.armed && !quiescing_) {
+                arm_stream(rs);
+            }
+        }
+        // A reader that falls behind stops the socket from filling the shared buffers.
+        if (rs.armed && rs.queued > recv_backlog_cap) stop_stream(rs);
+    }
+
+    void submit_poll(io_wait& w) noexcept {
+        io_uring_sqe* sqe = get_sqe();
+        io_uring_prep_poll_add(sqe, w.fd, POLLIN);
+        io_uring_sqe_set_data(sqe, &w);
+        ++in_flight_;
+    }
+
+    void submit_plain_recv(rw_wait& w) noexcept {
+        io_uring_sqe* sqe = get_sqe();
+        io_uring_prep_recv(sqe, w.fd, w.buf, w.len, 0);
+        io_uring_sqe_set_data(sqe, &w);
+        ++in_flight_;
+    }
+
     io_uring ring_{};
     int wakefd_ = -1;
     int signalfd_ = -1;
     std::size_t in_flight_ = 0;  // operations of tasks, not counting the internal polls
     bool disabled_ = false;
     bool quiescing_ = false;
+    io_uring_buf_ring* br_ = nullptr;
+    char* bufs_ = nullptr;
+    bool buffers_failed_ = false;
+    std::vector<recv_stream*> streams_;  // by fd
+    std::vector<recv_stream*> dying_;    // forgotten, waiting for their last completion
 };
 
 }  // namespace

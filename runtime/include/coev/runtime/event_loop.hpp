@@ -123,6 +123,9 @@ struct waiter {
 
 /// Cached per-fd state: who waits, and readiness last reported (the readiness cache).
 struct fd_state {
+    /// Set in `ready` once the peer closed its side (or the fd failed): reads will never
+    /// block again, whatever a short read suggests.
+    static constexpr std::uint8_t read_closed = 4;
     io_wait* reader = nullptr;
     io_wait* writer = nullptr;
     std::uint8_t ready = 3;       // bit 0 readable, bit 1 writable; "maybe" until EAGAIN
@@ -229,6 +232,9 @@ public:
     /// Forgets everything cached for `fd` before it is closed; waiters resume with
     /// error::closed.
     void forget_fd(int fd) noexcept;
+    /// forget_fd() on every loop created on this thread (what unique_fd::close() calls, so a
+    /// close outside run() still reaches the loop).
+    static void forget_fd_everywhere(int fd) noexcept;
     /// Called from a stop callback: cancels now on this thread, else queues it.
     void request_cancel(detail::waiter* w) noexcept;
     /// Removes a queued cross-thread cancel for `w` (its awaiter is going away).
@@ -276,6 +282,7 @@ private:
     int waits_ = 0;                   // armed fd and signal waits
     bool level_backend_ = false;      // the backend needs interest_changed()
     bool completion_ = false;         // the backend completes operations itself
+    void* thread_list_ = nullptr;     // the creating thread's list of loops (event_loop.cpp)
     unsigned running_priority_ = ~0u;
     bool preempt_ = false;
     std::atomic<bool> stop_flag_{false};
