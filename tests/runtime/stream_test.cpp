@@ -111,3 +111,22 @@ TEST_CASE("a socket closed with unread bytes, and its fd number reused, starts a
     CHECK(status.has_value());
     CHECK(second == "fresh");
 }
+
+// Regression (io_uring): closing the fd outside run() completed the parked read through
+// event_loop::current(), which is null there.
+TEST_CASE("closing an fd outside run() resumes the read waiting on it with error::closed") {
+    coev::event_loop loop;
+    auto s = make_socket_pair();
+    coev::result<std::size_t> r;
+    auto reader = [&]() -> coev::task<> {
+        std::byte buf[16];
+        r = co_await coev::read_some(s.a.get(), buf);
+    };
+    coev::spawn(loop, reader());
+    loop.poll();  // the read waits
+    s.a.close();
+    watchdog wd(loop);
+    loop.run();
+    CHECK(r.error() == coev::error::closed);
+    CHECK_FALSE(loop.has_pending());
+}

@@ -149,7 +149,7 @@ public:
             streams_[std::size_t(w.fd)]) {
             recv_stream& rs = *streams_[std::size_t(w.fd)];
             if (rs.queued > 0 || rs.ended) {
-                event_loop::current()->on_complete(&w, POLLIN);
+                w.loop->on_complete(&w, POLLIN);
                 return;
             }
             if (rs.armed) {
@@ -186,7 +186,7 @@ public:
     void cancel(io_wait& w) noexcept override {
         if (recv_stream* rs = parked_on(w)) {  // no kernel operation owns its buffer
             rs->waiter = nullptr;
-            event_loop::current()->on_complete(&w, -ECANCELED);
+            w.loop->on_complete(&w, -ECANCELED);
             return;
         }
         io_uring_sqe* sqe = get_sqe();
@@ -383,7 +383,7 @@ private:
         }
         recv_stream& rs = *slot;
         if (rs.queued > 0 || rs.ended) {
-            event_loop::current()->on_complete(&w, deliver(rs, w));
+            w.loop->on_complete(&w, deliver(rs, w));
             return;
         }
         rs.waiter = &w;
