@@ -1,18 +1,13 @@
 // coev/runtime/source_location.hpp
-// coev::source_location: std::source_location where the standard library offers it, else the
-// same interface over the compiler builtins (clang 14 with libstdc++ 12 lacks the std one).
+// coev::source_location: the interface of std::source_location over the compiler builtins
+// that g++ and clang both have. Not an alias of the std one: clang 14 with libstdc++ 12 lacks
+// it, and a type that changed with the compiler would change coev's ABI with it.
 #pragma once
 
 #include <cstdint>
-#if __has_include(<source_location>)
-#include <source_location>
-#endif
 
 namespace coev {
 
-#if defined(__cpp_lib_source_location)
-using source_location = std::source_location;
-#else
 class source_location {
 public:
     static constexpr source_location current(const char* file = __builtin_FILE(),
@@ -35,6 +30,5 @@ private:
     const char* function_ = "";
     std::uint_least32_t line_ = 0;
 };
-#endif
 
 }  // namespace coev
