@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs the whole test suite: a normal build and an address+undefined sanitizer build, every
-# test on every backend. Installs and builds what is missing first. The last line it prints is
+# Runs the whole test suite: a normal build, an address+undefined sanitizer build and a clang
+# build, every test on every backend. Installs and builds what is missing first. The last line it prints is
 # "N passed, N failed" over both builds; it exits non-zero if anything failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -23,9 +23,11 @@ build_and_test() {
 build_and_test build || status=1
 build_and_test build-asan -Db_sanitize=address,undefined -Db_lundef=false -Dbenchmarks=disabled \
     || status=1
+# clang must keep building coev too (and its tests must pass there).
+CC=clang CXX=clang++ build_and_test build-clang -Dbenchmarks=disabled || status=1
 
 # The totals of both runs, from Meson's machine-readable logs.
-python3 - build build-asan <<'PY' || status=1
+python3 - build build-asan build-clang <<'PY' || status=1
 import json, sys, os
 passed = failed = skipped = 0
 for d in sys.argv[1:]:
