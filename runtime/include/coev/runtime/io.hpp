@@ -153,6 +153,21 @@ protected:
     std::optional<std::stop_callback<cancel_on_stop>> on_stop_;
 };
 
+/// What every byte transfer awaiter shares: try the call now if the fd may be ready, else wait
+/// (or submit); the result is a byte count, 0 meaning EOF for reads.
+class transfer_awaiter : protected io_wait_base {
+public:
+    using io_wait_base::io_wait_base;
+    bool await_ready() noexcept { return try_now(); }
+    template <class P> bool await_suspend(std::coroutine_handle<P> h) noexcept {
+        return arm(h, base_of(h), false);
+    }
+    result<std::size_t> await_resume() noexcept {
+        if (!finish()) return w_.ec.code();
+        return to_result(w_.n);
+    }
+};
+
 }  // namespace detail
 
 /// Waits until `fd` is readable (level-triggered: true at once if data is already there).
@@ -193,39 +208,23 @@ inline wait_readiness_awaiter wait_writable(
 /// Reads up to `buf.size()` bytes from a non-blocking stream fd (socket, pipe, tty); 0 means
 /// the peer closed its side. Tries the system call while the fd may be readable and waits only
 /// when it would block. Cancel: no bytes are consumed and the fd stays usable.
-class read_some_awaiter : detail::io_wait_base {
+class read_some_awaiter : public detail::transfer_awaiter {
 public:
     read_some_awaiter(int fd, std::span<std::byte> buf, coev::source_location where) noexcept
-        : io_wait_base(fd, 0, detail::io_op::read, &detail::perform_read, where) {
+        : transfer_awaiter(fd, 0, detail::io_op::read, &detail::perform_read, where) {
         w_.buf = buf.data();
         w_.len = buf.size();
-    }
-    bool await_ready() noexcept { return try_now(); }
-    template <class P> bool await_suspend(std::coroutine_handle<P> h) noexcept {
-        return arm(h, detail::base_of(h), false);
-    }
-    result<std::size_t> await_resume() noexcept {
-        if (!finish()) return w_.ec.code();
-        return detail::to_result(w_.n);
     }
 };
 
 /// Writes some of `buf` to a non-blocking stream fd (at least one byte unless it fails).
 /// Cancel: nothing was written.
-class write_some_awaiter : detail::io_wait_base {
+class write_some_awaiter : public detail::transfer_awaiter {
 public:
     write_some_awaiter(int fd, std::span<const std::byte> buf, coev::source_location where) noexcept
-        : io_wait_base(fd, 1, detail::io_op::write, &detail::perform_write, where) {
+        : transfer_awaiter(fd, 1, detail::io_op::write, &detail::perform_write, where) {
         w_.buf = const_cast<std::byte*>(buf.data());
         w_.len = buf.size();
-    }
-    bool await_ready() noexcept { return try_now(); }
-    template <class P> bool await_suspend(std::coroutine_handle<P> h) noexcept {
-        return arm(h, detail::base_of(h), false);
-    }
-    result<std::size_t> await_resume() noexcept {
-        if (!finish()) return w_.ec.code();
-        return detail::to_result(w_.n);
     }
 };
 
@@ -240,41 +239,25 @@ inline write_some_awaiter write_some(
 }
 
 /// Reads into several buffers at once (readv); see read_some().
-class readv_some_awaiter : detail::io_wait_base {
+class readv_some_awaiter : public detail::transfer_awaiter {
 public:
     readv_some_awaiter(int fd, std::span<const iovec> iov, coev::source_location where) noexcept
-        : io_wait_base(fd, 0, detail::io_op::readv, &detail::perform_readv, where) {
+        : transfer_awaiter(fd, 0, detail::io_op::readv, &detail::perform_readv, where) {
         w_.buf = const_cast<iovec*>(iov.data());
         w_.count = std::uint32_t(iov.size());
         for (const iovec& v : iov) w_.len += v.iov_len;
-    }
-    bool await_ready() noexcept { return try_now(); }
-    template <class P> bool await_suspend(std::coroutine_handle<P> h) noexcept {
-        return arm(h, detail::base_of(h), false);
-    }
-    result<std::size_t> await_resume() noexcept {
-        if (!finish()) return w_.ec.code();
-        return detail::to_result(w_.n);
     }
 };
 
 /// Writes from several buffers at once (writev; sendmsg with MSG_NOSIGNAL on sockets); see
 /// write_some(). The iovecs must stay valid until the write completes.
-class writev_some_awaiter : detail::io_wait_base {
+class writev_some_awaiter : public detail::transfer_awaiter {
 public:
     writev_some_awaiter(int fd, std::span<const iovec> iov, coev::source_location where) noexcept
-        : io_wait_base(fd, 1, detail::io_op::writev, &detail::perform_writev, where) {
+        : transfer_awaiter(fd, 1, detail::io_op::writev, &detail::perform_writev, where) {
         w_.buf = const_cast<iovec*>(iov.data());
         w_.count = std::uint32_t(iov.size());
         for (const iovec& v : iov) w_.len += v.iov_len;
-    }
-    bool await_ready() noexcept { return try_now(); }
-    template <class P> bool await_suspend(std::coroutine_handle<P> h) noexcept {
-        return arm(h, detail::base_of(h), false);
-    }
-    result<std::size_t> await_resume() noexcept {
-        if (!finish()) return w_.ec.code();
-        return detail::to_result(w_.n);
     }
 };
 
