@@ -4,8 +4,14 @@
 #include "helpers.hpp"
 
 #include <algorithm>
+#include <cstddef>
 #include <cstdlib>
 #include <fcntl.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 using namespace std::chrono_literals;
@@ -172,4 +178,52 @@ TEST_CASE("destroying an io_uring loop with reads in flight waits for the kernel
     CHECK(send_now(s.b.get(), "late") == 4);
     char buf[8];
     CHECK(::recv(s.a.get(), buf, sizeof buf, 0) == 4);
+}
+
+namespace {
+
+// Makes io_uring_setup fail with ENOSYS in this process, as a kernel without io_uring (or a
+// seccomp policy that forbids it) would.
+bool forbid_io_uring() {
+    sock_filter filter[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_setup, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (ENOSYS & SECCOMP_RET_DATA)),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    sock_fprog prog{static_cast<unsigned short>(sizeof filter / sizeof filter[0]), filter};
+    return ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0 &&
+           ::prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) == 0;
+}
+
+}  // namespace
+
+TEST_CASE("without io_uring the loop falls back with one log line, unless it was required") {
+    if (!supported("io_uring")) return;  // built without it: nothing to fall back from
+    pid_t child = ::fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+        // Exit codes: 0 all as expected, 1 no seccomp, 2 wrong backend, 3 wrong log, 4 no error.
+        if (!forbid_io_uring()) ::_exit(1);
+        std::vector<std::string> lines;
+        coev::set_log_handler([&](coev::log_level, std::string_view l) { lines.emplace_back(l); });
+        coev::loop_config cfg;
+        cfg.ignore_env = true;
+        {
+            coev::event_loop loop(cfg);
+            if (loop.backend_name() != "epoll") ::_exit(2);
+        }
+        if (lines.size() != 1 || lines[0].find("io_uring") == std::string::npos) ::_exit(3);
+        cfg.require = coev::backend_feature::completion;
+        try {
+            coev::event_loop loop(cfg);
+            ::_exit(4);
+        } catch (const std::system_error& e) {
+            ::_exit(e.code() == coev::error::no_backend ? 0 : 4);
+        }
+    }
+    int status = 0;
+    REQUIRE(::waitpid(child, &status, 0) == child);
+    REQUIRE(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 0);
 }
