@@ -151,7 +151,7 @@ event_loop::~event_loop() {
         if (debug_mode()) report_misuse("task still suspended when its loop was destroyed",
                                         r->where);
         r->loop = nullptr;
-        if (r->detached) r->frame.destroy();  // run()'s task belongs to run()
+        if (r->detached) r->start.handle.destroy();  // run()'s task belongs to run()
     }
     timers_.cancel(exit_timer_);
     signals_.reset();
@@ -575,7 +575,6 @@ void start_root(event_loop& loop, std::coroutine_handle<> h, promise_base& p, bo
     r->loop = &loop;
     r->detached = detached;
     r->where = where;
-    r->frame = h;
     r->token = std::move(token);
     p.stop = &r->token;
     p.priority = loop.clamp_priority(priority);

@@ -33,7 +33,6 @@ struct root_info {
     event_loop* loop = nullptr;
     root_info* prev = nullptr;
     root_info* next = nullptr;
-    std::coroutine_handle<> frame;
     std::stop_token token;
     ready_node start;
     coev::source_location where;
