@@ -1,0 +1,1 @@
+// net/src/buffer.cpp (filled in by the next commits)

@@ -1,0 +1,1 @@
+// net/src/buffered_stream.cpp (filled in by the next commits)

@@ -1,0 +1,1 @@
+// net/src/rate_limit.cpp (filled in by the next commits)

@@ -1,0 +1,1 @@
+// net/src/stream_pair.cpp (filled in by the next commits)

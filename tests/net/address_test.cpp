@@ -1,0 +1,134 @@
+// tests/net/address_test.cpp
+// Addresses and endpoints: parse, format, compare, hash, sockaddr round trips; bad text is an error.
+#include <coev/net/address.hpp>
+
+#include <doctest/doctest.h>
+
+#include <arpa/inet.h>
+#include <ostream>  // doctest prints std::error_code
+#include <netinet/in.h>
+#include <string>
+#include <sys/un.h>
+#include <unordered_set>
+
+using coev::net::address;
+using coev::net::endpoint;
+
+TEST_CASE("endpoints round-trip through text") {
+    for (const char* text : {"127.0.0.1:80", "0.0.0.0:0", "255.255.255.255:65535", "[::1]:443",
+                             "[2001:db8::1]:8080", "[::ffff:1.2.3.4]:1", "[fe80::1%1]:80",
+                             "unix:/tmp/coev.sock", "unix:@coev-abstract"}) {
+        CAPTURE(text);
+        auto e = endpoint::parse(text);
+        REQUIRE(e);
+        CHECK(e->to_string() == text);
+        auto again = endpoint::parse(e->to_string());
+        REQUIRE(again);
+        CHECK(*again == *e);
+    }
+}
+
+TEST_CASE("a bare address parses as an endpoint with port 0, as evutil_parse_sockaddr_port does") {
+    auto v4 = endpoint::parse("10.1.2.3");
+    REQUIRE(v4);
+    CHECK(v4->port() == 0);
+    CHECK(v4->address().to_string() == "10.1.2.3");
+    auto v6 = endpoint::parse("::1");
+    REQUIRE(v6);
+    CHECK(v6->family() == AF_INET6);
+    CHECK(v6->address().is_loopback());
+    auto bracketed = endpoint::parse("[::1]");
+    REQUIRE(bracketed);
+    CHECK(*bracketed == *v6);
+}
+
+TEST_CASE("bad endpoint text is an error, never a crash") {
+    for (const char* text :
+         {"", ":", "1.2.3.4:", "1.2.3.4:65536", "1.2.3.4:-1", "1.2.3.4:+80", "1.2.3.4: 80",
+          " 1.2.3.4:80", "1.2.3:80", "1.2.3.4.5:80", "256.1.1.1:1", "[::1", "[::1]80",
+          "[::1]:", "[1.2.3.4]:80", "::1]:80", "[::1]:99999", "[:::]:1", "host:80", "unix:",
+          "[fe80::1%]:1", "[fe80::1%no-such-if0]:1", "1.2.3.4:8080x", "[::1]:80:80",
+          "12345678901234567890123456789012345678901234567890:1"}) {
+        CAPTURE(text);
+        CHECK_FALSE(endpoint::parse(text));
+    }
+    CHECK(endpoint::parse("1.2.3.4:x").error() == std::errc::invalid_argument);
+}
+
+TEST_CASE("a Unix path longer than sockaddr_un holds is refused") {
+    std::string path(sizeof(sockaddr_un::sun_path), 'a');
+    auto e = endpoint::unix_path("/" + path);
+    REQUIRE_FALSE(e);
+    CHECK(e.error() == std::errc::filename_too_long);
+    CHECK(endpoint::unix_path(std::string(sizeof(sockaddr_un::sun_path) - 2, 'b')));
+}
+
+TEST_CASE("addresses parse, classify and format") {
+    auto a = address::parse("127.0.0.1");
+    REQUIRE(a);
+    CHECK(a->is_v4());
+    CHECK(a->is_loopback());
+    CHECK(*a == address::loopback_v4());
+    auto u = address::parse("::");
+    REQUIRE(u);
+    CHECK(u->is_unspecified());
+    CHECK(u->to_string() == "::");
+    auto scoped = address::parse("fe80::abcd%7");
+    REQUIRE(scoped);
+    CHECK(scoped->scope_id() == 7);
+    CHECK(scoped->to_string() == "fe80::abcd%7");
+    auto lo = address::parse("::1%lo");
+    REQUIRE(lo);
+    CHECK(lo->scope_id() != 0);
+    CHECK_FALSE(address::parse("1.2.3.4:80"));
+    CHECK_FALSE(address::parse("[::1]"));
+}
+
+TEST_CASE("endpoints convert to sockaddr and back") {
+    auto e = endpoint::parse("[2001:db8::7]:9000");
+    REQUIRE(e);
+    REQUIRE(e->size() == sizeof(sockaddr_in6));
+    auto* sin6 = reinterpret_cast<const sockaddr_in6*>(e->data());
+    CHECK(ntohs(sin6->sin6_port) == 9000);
+    auto back = endpoint::from_sockaddr(e->data(), e->size());
+    REQUIRE(back);
+    CHECK(*back == *e);
+
+    sockaddr_in sin{};
+    sin.sin_family = AF_INET;
+    sin.sin_port = htons(53);
+    sin.sin_addr.s_addr = htonl(0x0a000001);
+    auto v4 = endpoint::from_sockaddr(reinterpret_cast<sockaddr*>(&sin), sizeof sin);
+    REQUIRE(v4);
+    CHECK(v4->to_string() == "10.0.0.1:53");
+    CHECK_FALSE(endpoint::from_sockaddr(reinterpret_cast<sockaddr*>(&sin), 4));
+    sockaddr bad{};
+    bad.sa_family = AF_APPLETALK;
+    CHECK(endpoint::from_sockaddr(&bad, sizeof bad).error() ==
+          std::errc::address_family_not_supported);
+}
+
+TEST_CASE("endpoints order and hash consistently") {
+    auto a = *endpoint::parse("10.0.0.1:80");
+    auto b = *endpoint::parse("10.0.0.1:81");
+    auto c = *endpoint::parse("[::1]:80");
+    auto a2 = *endpoint::parse("10.0.0.1:80");
+    CHECK(a < b);
+    CHECK(a != c);
+    CHECK(a == a2);
+    std::unordered_set<endpoint> set{a, b, c, a2};
+    CHECK(set.size() == 3);
+    std::unordered_set<address> addrs{a.address(), b.address(), c.address()};
+    CHECK(addrs.size() == 2);
+}
+
+TEST_CASE("inet_pton and inet_ntop mirror evutil's") {
+    unsigned char buf[16];
+    REQUIRE(coev::net::inet_pton(AF_INET, "192.168.1.9", buf));
+    CHECK(coev::net::inet_ntop(AF_INET, buf) == "192.168.1.9");
+    REQUIRE(coev::net::inet_pton(AF_INET6, "2001:db8::ff", buf));
+    CHECK(coev::net::inet_ntop(AF_INET6, buf) == "2001:db8::ff");
+    CHECK(coev::net::inet_pton(AF_INET, "192.168.1", buf).error() == std::errc::invalid_argument);
+    CHECK(coev::net::inet_pton(AF_UNIX, "x", buf).error() ==
+          std::errc::address_family_not_supported);
+}

@@ -1,0 +1,2 @@
+// tests/net/buffer_test.cpp (filled in by the next commits)
+#include <doctest/doctest.h>
