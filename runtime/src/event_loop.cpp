@@ -371,6 +371,25 @@ void event_loop::update_interest(int fd, detail::fd_state& st) noexcept {
     backend_->update(fd, st);
 }
 
+long event_loop::try_read(int fd, void* buf, std::size_t len) noexcept {
+    if (fd < 0) return -EBADF;
+    detail::fd_state& st = this->fd(fd);
+    if (completion_ && !st.seen) {
+        // The completion backend serves sockets from its receive stream: it must know the kind.
+        struct stat sb;
+        if (::fstat(fd, &sb) < 0) return -errno;
+        st.seen = true;
+        st.always_ready = S_ISREG(sb.st_mode);
+        st.not_socket = !S_ISSOCK(sb.st_mode);
+    }
+    return backend_->try_read(fd, st, buf, len);
+}
+
+long event_loop::try_write(int fd, const void* buf, std::size_t len) noexcept {
+    if (fd < 0) return -EBADF;
+    return detail::readiness_try_write(fd, this->fd(fd), buf, len);
+}
+
 void event_loop::submit_io(detail::io_wait& w, detail::fd_state& st) noexcept {
     w.in_flight = true;
     w.cancelling = false;

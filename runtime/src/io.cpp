@@ -103,6 +103,26 @@ void fire_deadline(timer_node* t) noexcept {
 
 }  // namespace
 
+long readiness_try_read(int fd, fd_state& st, void* buf, std::size_t len) noexcept {
+    // A watched fd whose cached bit is clear would block: an edge will set it again.
+    if (st.registered && !(st.ready & 1u)) return -EAGAIN;
+    rw_wait w;
+    w.len = len;
+    const long n = try_read(fd, st, buf, len);
+    settle(w, st, n);  // for the cache
+    return n;
+}
+
+long readiness_try_write(int fd, fd_state& st, const void* buf, std::size_t len) noexcept {
+    if (st.registered && !(st.ready & 2u)) return -EAGAIN;
+    rw_wait w;
+    w.dir = 1;
+    w.len = len;
+    const long n = try_write(fd, st, buf, len);
+    settle(w, st, n);
+    return n;
+}
+
 bool perform_read(io_wait* iw, fd_state& st) noexcept {
     auto& w = static_cast<rw_wait&>(*iw);
     return settle(w, st, try_read(w.fd, st, w.buf, w.len));
@@ -341,6 +361,27 @@ void unique_fd::close() noexcept {
     event_loop::forget_fd_everywhere(fd_);
     ::close(fd_);
     fd_ = -1;
+}
+
+result<std::size_t> try_read_some(int fd, std::span<std::byte> buf) noexcept {
+    event_loop* loop = event_loop::current();
+    long n = loop ? loop->try_read(fd, buf.data(), buf.size())
+                  : [&] {
+                        ssize_t r = ::recv(fd, buf.data(), buf.size(), MSG_DONTWAIT);
+                        if (r < 0 && errno == ENOTSOCK) r = ::read(fd, buf.data(), buf.size());
+                        return r < 0 ? -long(errno) : long(r);
+                    }();
+    return detail::to_result(n);
+}
+
+result<std::size_t> try_write_some(int fd, std::span<const std::byte> buf) noexcept {
+    event_loop* loop = event_loop::current();
+    long n = loop ? loop->try_write(fd, buf.data(), buf.size())
+                  : [&] {
+                        ssize_t r = ::send(fd, buf.data(), buf.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+                        return r < 0 ? -long(errno) : long(r);
+                    }();
+    return detail::to_result(n);
 }
 
 result<void> set_nonblocking(int fd) noexcept {

@@ -7,6 +7,7 @@
 
 #include <csignal>
 #include <cstdio>
+#include <cstring>
 #include <fcntl.h>
 #include <numeric>
 #include <stdlib.h>
@@ -515,4 +516,70 @@ TEST_CASE("10,000 concurrent waits on one loop all complete") {
     loop.run();
     CHECK(done == 2 * pairs);
     CHECK_FALSE(wd.fired());
+}
+
+TEST_CASE("wait_read_ready and try_read_some read every byte and then EOF, holding no buffer") {
+    coev::event_loop loop;
+    watchdog dog(loop);
+    auto [a, b] = make_socket_pair();
+    std::string got;
+    int would_block = 0;
+    bool eof = false;
+    auto reader = [&]() -> coev::task<> {
+        for (int i = 0; i < 10'000 && !eof; ++i) {
+            auto ready = co_await coev::wait_read_ready(b.get());
+            REQUIRE(ready);
+            char buf[3];  // smaller than a message: several reads per wake-up
+            for (;;) {
+                auto n = coev::try_read_some(b.get(), std::as_writable_bytes(std::span(buf)));
+                if (!n) {
+                    CHECK(n.error() == std::errc::resource_unavailable_try_again);
+                    ++would_block;
+                    break;
+                }
+                if (*n == 0) {
+                    eof = true;
+                    break;
+                }
+                got.append(buf, *n);
+            }
+        }
+    };
+    auto writer = [&]() -> coev::task<> {
+        for (const char* m : {"first ", "second ", "third"}) {
+            co_await coev::sleep_for(1ms);  // the reader is idle in between
+            auto n = coev::try_write_some(a.get(), coev_test::as_bytes(m));
+            REQUIRE(n);
+            CHECK(*n == std::strlen(m));
+        }
+        co_await coev::sleep_for(1ms);
+        ::shutdown(a.get(), SHUT_WR);
+    };
+    coev::spawn(loop, reader());
+    coev::spawn(loop, writer());
+    loop.run();
+    CHECK_FALSE(dog.fired());
+    CHECK(got == "first second third");
+    CHECK(eof);
+    CHECK(would_block >= 1);  // it did run dry and wait between the messages
+}
+
+TEST_CASE("try_write_some reports EAGAIN once the socket is full") {
+    coev::event_loop loop;
+    auto [a, b] = make_socket_pair();
+    std::vector<std::byte> chunk(64 * 1024);
+    std::error_code last;
+    auto run = [&]() -> coev::task<> {
+        for (int i = 0; i < 10'000; ++i) {
+            auto n = coev::try_write_some(a.get(), chunk);
+            if (!n) {
+                last = n.error();
+                break;
+            }
+        }
+        co_return;
+    };
+    coev::spawn(loop, run());
+    loop.run();
+    CHECK(last == std::errc::resource_unavailable_try_again);
 }

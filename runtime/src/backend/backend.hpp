@@ -14,6 +14,9 @@
 
 namespace coev::detail {
 
+long readiness_try_read(int fd, fd_state& st, void* buf, std::size_t len) noexcept;
+long readiness_try_write(int fd, fd_state& st, const void* buf, std::size_t len) noexcept;
+
 class backend {
 public:
     virtual ~backend() = default;
@@ -48,6 +51,13 @@ public:
     }
     /// Before the loop destroys its tasks: stops every operation and waits for all of them.
     virtual void quiesce(event_loop& loop) noexcept { (void)loop; }
+
+    /// Reads without waiting (coev::try_read_some): bytes, 0 at EOF or -errno. Readiness
+    /// backends consult and update the readiness cache; completion backends serve what their
+    /// receive already holds.
+    virtual long try_read(int fd, fd_state& st, void* buf, std::size_t len) noexcept {
+        return readiness_try_read(fd, st, buf, len);
+    }
 
     /// Stops watching `fd` (called before it is closed).
     virtual void forget(int fd, fd_state& st) noexcept = 0;

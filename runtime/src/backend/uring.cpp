@@ -183,6 +183,31 @@ public:
         ++in_flight_;
     }
 
+    long try_read(int fd, fd_state& st, void* buf, std::size_t len) noexcept override {
+        if (st.not_socket || st.always_ready || buffers_failed_ || !buffers_ready())
+            return readiness_try_read(fd, st, buf, len);
+        if (std::size_t(fd) >= streams_.size()) streams_.resize(std::size_t(fd) + 1, nullptr);
+        recv_stream*& slot = streams_[std::size_t(fd)];
+        if (!slot) {
+            slot = new recv_stream;
+            slot->fd = fd;
+        }
+        recv_stream& rs = *slot;
+        if (rs.queued > 0 || rs.ended) {
+            int n = deliver(rs, buf, len);
+            // A stream stopped at the backlog cap resumes once its reader catches up.
+            if (!rs.armed && !rs.ended && !quiescing_ && rs.queued <= recv_backlog_cap / 2)
+                arm_stream(rs);
+            return n;
+        }
+        if (rs.armed) return -EAGAIN;  // the kernel receives for us: what comes lands in the queue
+        // Nothing receives on this socket yet: read directly, and once it runs dry let the
+        // multishot receive collect what comes next.
+        long n = readiness_try_read(fd, st, buf, len);
+        if (n == -EAGAIN && !quiescing_) arm_stream(rs);
+        return n;
+    }
+
     void cancel(io_wait& w) noexcept override {
         if (recv_stream* rs = parked_on(w)) {  // no kernel operation owns its buffer
             rs->waiter = nullptr;
@@ -410,13 +435,14 @@ private:
 
     // Copies queued bytes into the waiter's buffer; returns bytes, or the stream's end (0 for
     // EOF, -errno) once nothing is queued.
-    int deliver(recv_stream& rs, rw_wait& w) noexcept {
+    int deliver(recv_stream& rs, rw_wait& w) noexcept { return deliver(rs, w.buf, w.len); }
+    int deliver(recv_stream& rs, void* buf, std::size_t len) noexcept {
         if (rs.queued == 0) return rs.end;
-        auto* out = static_cast<char*>(w.buf);
+        auto* out = static_cast<char*>(buf);
         std::size_t done = 0;
-        while (done < w.len && rs.head < rs.queue.size()) {
+        while (done < len && rs.head < rs.queue.size()) {
             recv_stream::chunk& c = rs.queue[rs.head];
-            std::size_t n = std::min<std::size_t>(w.len - done, c.length - c.offset);
+            std::size_t n = std::min<std::size_t>(len - done, c.length - c.offset);
             std::memcpy(out + done, bufs_ + std::size_t(c.bid) * recv_buffer_size + c.offset, n);
             done += n;
             c.offset += std::uint32_t(n);

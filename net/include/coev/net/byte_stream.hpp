@@ -17,8 +17,9 @@ namespace coev::net {
 /// - `read_some(span<byte>)`: some bytes (0 = the peer finished sending) or an error;
 /// - `write_some(span<const byte>)`, `writev_some(span<const iovec>)`: at least one byte
 ///   written or an error;
-/// - `wait_readable()`: returns once read_some() would not wait (data, EOF or an error), so a
-///   reader can take memory for the bytes only when they are there;
+/// - `wait_readable()`: returns once a read is likely not to wait (data, EOF or an error are
+///   there), so a reader can take memory for the bytes only when they arrive; it may return
+///   early, and a read_some() after it may still wait;
 /// - `shutdown_write()`: sends EOF (FIN) after what was written; `close()`.
 template <class S>
 concept byte_stream = requires(S& s, std::span<std::byte> in, std::span<const std::byte> out,
@@ -36,6 +37,14 @@ concept byte_stream = requires(S& s, std::span<std::byte> in, std::span<const st
     requires std::same_as<coev::detail::await_result_t<decltype(s.writev_some(iov))>,
                           result<std::size_t>>;
     requires std::same_as<coev::detail::await_result_t<decltype(s.wait_readable())>, result<void>>;
+};
+
+/// A byte_stream that can also read without waiting: `try_read_some(span<byte>)` gives bytes,
+/// 0 at EOF, or EAGAIN (std::errc::resource_unavailable_try_again) when nothing is there. A
+/// reader then waits with wait_readable() holding no buffer at all.
+template <class S>
+concept try_read_stream = byte_stream<S> && requires(S& s, std::span<std::byte> in) {
+    { s.try_read_some(in) } -> std::same_as<result<std::size_t>>;
 };
 
 /// A byte_stream over a file descriptor (sockets, pipes): buffered streams use the fd directly

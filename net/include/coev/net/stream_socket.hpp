@@ -41,15 +41,24 @@ public:
                                     source_location w = source_location::current()) noexcept {
         return coev::writev_some(sock_.native_handle(), iov, w);
     }
-    /// Returns once a read would not wait (data, EOF or an error is there).
-    /// Cancel: nothing stays registered.
-    wait_readiness_awaiter wait_readable(std::optional<time_point> deadline = std::nullopt,
-                                         source_location w = source_location::current()) noexcept {
-        return coev::wait_readable(sock_.native_handle(), deadline, w);
+    /// Returns once the loop believes a read would find something (data, EOF or an error):
+    /// edge-triggered from the readiness cache, so it may return early; try_read_some() then
+    /// gives EAGAIN and the caller waits again. Cancel: nothing stays registered.
+    ready_awaiter wait_readable(source_location w = source_location::current()) noexcept {
+        return coev::wait_read_ready(sock_.native_handle(), w);
     }
-    wait_readiness_awaiter wait_writable(std::optional<time_point> deadline = std::nullopt,
-                                         source_location w = source_location::current()) noexcept {
-        return coev::wait_writable(sock_.native_handle(), deadline, w);
+    ready_awaiter wait_writable(source_location w = source_location::current()) noexcept {
+        return coev::wait_write_ready(sock_.native_handle(), w);
+    }
+    /// What the socket holds now, never waiting: bytes, 0 at EOF, or EAGAIN
+    /// (std::errc::resource_unavailable_try_again). With wait_readable(), a reader takes memory
+    /// for the bytes only once they are there.
+    result<std::size_t> try_read_some(std::span<std::byte> buf) noexcept {
+        return coev::try_read_some(sock_.native_handle(), buf);
+    }
+    /// Writes what the socket takes now, never waiting: bytes, or EAGAIN when it is full.
+    result<std::size_t> try_write_some(std::span<const std::byte> buf) noexcept {
+        return coev::try_write_some(sock_.native_handle(), buf);
     }
 
     /// Fills all of `buf`. Errors: error::unexpected_eof if the peer finishes first (the bytes

@@ -229,6 +229,10 @@ public:
         auto i = static_cast<std::size_t>(fd);
         return i < fds_.size() ? fds_[i] : grow_fds(i);
     }
+    /// Reads or writes what `fd` takes now, never waiting (coev::try_read_some); bytes or
+    /// -errno, -EAGAIN when it would block.
+    long try_read(int fd, void* buf, std::size_t len) noexcept;
+    long try_write(int fd, const void* buf, std::size_t len) noexcept;
     /// Forgets everything cached for `fd` before it is closed; waiters resume with
     /// error::closed.
     void forget_fd(int fd) noexcept;

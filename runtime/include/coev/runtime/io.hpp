@@ -205,6 +205,47 @@ inline wait_readiness_awaiter wait_writable(
     return {fd, 1, deadline, where};
 }
 
+/// Waits until the loop believes `fd` readable (or writable): edge-triggered, from the readiness
+/// cache, so no system call when the last read left data behind — but it may return when nothing
+/// is there any more; try_read_some() then says would-block and the caller waits again. Meant
+/// for readers that take memory only once bytes are there (see try_read_some). Errors: EBADF,
+/// error::busy. Cancel: nothing stays registered.
+class ready_awaiter : detail::io_wait_base {
+public:
+    ready_awaiter(int fd, std::uint8_t dir, coev::source_location where) noexcept
+        : io_wait_base(fd, dir, detail::io_op::poll, nullptr, where) {}
+    bool await_ready() noexcept {
+        event_loop* loop = event_loop::current();
+        if (!loop || w_.fd < 0 || (loop->completion() && w_.dir == 0)) return false;
+        const detail::fd_state& st = loop->fd(w_.fd);
+        return st.registered && (st.ready & (1u << w_.dir));
+    }
+    template <class P> bool await_suspend(std::coroutine_handle<P> h) noexcept {
+        return arm(h, detail::base_of(h), false);
+    }
+    result<void> await_resume() noexcept {
+        if (!finish()) return w_.ec.code();
+        return {};
+    }
+};
+
+inline ready_awaiter wait_read_ready(
+    int fd, coev::source_location where = coev::source_location::current()) noexcept {
+    return {fd, 0, where};
+}
+inline ready_awaiter wait_write_ready(
+    int fd, coev::source_location where = coev::source_location::current()) noexcept {
+    return {fd, 1, where};
+}
+
+/// Reads what `fd` holds now without waiting: bytes, 0 at EOF, or EAGAIN
+/// (std::errc::resource_unavailable_try_again) when nothing is there. On the loop's thread it
+/// keeps the readiness cache true and, under io_uring, takes the bytes the socket's receive
+/// stream already holds; so pair it with wait_read_ready(), never with a plain recv().
+result<std::size_t> try_read_some(int fd, std::span<std::byte> buf) noexcept;
+/// Writes what `fd` takes now without waiting: bytes, or EAGAIN when its buffer is full.
+result<std::size_t> try_write_some(int fd, std::span<const std::byte> buf) noexcept;
+
 /// Reads up to `buf.size()` bytes from a non-blocking stream fd (socket, pipe, tty); 0 means
 /// the peer closed its side. Tries the system call while the fd may be readable and waits only
 /// when it would block. Cancel: no bytes are consumed and the fd stays usable.
