@@ -229,7 +229,11 @@ std::string endpoint::path() const {
     std::size_t n = len_ > offsetof(sockaddr_un, sun_path) ? len_ - offsetof(sockaddr_un, sun_path)
                                                            : 0;
     if (n == 0) return {};  // unnamed (socketpair, unbound)
-    if (sun->sun_path[0] == '\0') return "@" + std::string(sun->sun_path + 1, n - 1);
+    if (sun->sun_path[0] == '\0') {  // abstract: shown with '@' in place of the NUL
+        std::string name(sun->sun_path, n);
+        name[0] = '@';
+        return name;
+    }
     return std::string(sun->sun_path, strnlen(sun->sun_path, n));
 }
 
