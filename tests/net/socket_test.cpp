@@ -113,12 +113,12 @@ TEST_CASE("running out of descriptors neither stops nor spins the listener") {
     };
     auto relief = [&]() -> coev::task<> {
         // Let the listener meet EMFILE a few times, then give descriptors back and connect anew.
-        for (int i = 0; i < 200 && reported.size() < 3; ++i) co_await coev::sleep_for(5ms);
+        for (int i = 0; i < 200 && reported.size() < 3; ++i) (void)co_await coev::sleep_for(5ms);
         hog.clear();
         REQUIRE(::setrlimit(RLIMIT_NOFILE, &old) == 0);
         auto s = co_await tcp_stream::connect(at);
         REQUIRE(s);
-        for (int i = 0; i < 400 && !got_one; ++i) co_await coev::sleep_for(5ms);
+        for (int i = 0; i < 400 && !got_one; ++i) (void)co_await coev::sleep_for(5ms);
     };
     coev::spawn(loop, server());
     coev::spawn(loop, relief());
@@ -145,14 +145,14 @@ TEST_CASE("a disabled listener leaves connections queued until it is enabled") {
         accepted = true;
     };
     auto driver = [&]() -> coev::task<> {
-        co_await coev::sleep_for(1ms);  // the accept is waiting now
+        (void)co_await coev::sleep_for(1ms);  // the accept is waiting now
         l.disable();
         auto s = co_await tcp_stream::connect(at);
         REQUIRE(s);
-        co_await coev::sleep_for(50ms);
+        (void)co_await coev::sleep_for(50ms);
         CHECK_FALSE(accepted);
         l.enable();
-        for (int i = 0; i < 400 && !accepted; ++i) co_await coev::sleep_for(5ms);
+        for (int i = 0; i < 400 && !accepted; ++i) (void)co_await coev::sleep_for(5ms);
     };
     coev::spawn(loop, server());
     coev::spawn(loop, driver());
@@ -171,7 +171,7 @@ TEST_CASE("closing a listener ends a waiting accept with error::closed") {
         got = c.error();
     };
     auto closer = [&]() -> coev::task<> {
-        co_await coev::sleep_for(1ms);
+        (void)co_await coev::sleep_for(1ms);
         l.close();
     };
     coev::spawn(loop, server());

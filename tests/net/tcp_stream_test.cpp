@@ -48,7 +48,7 @@ TEST_CASE("write sends every byte and read_exact receives exactly that many") {
         g.spawn(writer());
         auto r = co_await p.server.read_exact(got);
         REQUIRE(r);
-        co_await g.join();
+        (void)co_await g.join();
     };
     coev::spawn(loop, run());
     loop.run();
@@ -76,7 +76,7 @@ TEST_CASE("writev sends every byte of every iovec in order") {
         g.spawn(writer());
         auto r = co_await p.server.read_exact(std::as_writable_bytes(std::span(got)));
         REQUIRE(r);
-        co_await g.join();
+        (void)co_await g.join();
     };
     coev::spawn(loop, run());
     loop.run();
