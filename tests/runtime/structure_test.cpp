@@ -240,3 +240,52 @@ TEST_CASE("cancelling the task that joins a group cancels the children") {
     CHECK(cancelled == 2);
     CHECK_FALSE(wd.fired());
 }
+
+TEST_CASE("a notifier wakes its waiter through the loop and keeps one pending wake-up") {
+    coev::event_loop loop;
+    watchdog dog(loop);
+    coev::notifier n;
+    std::vector<std::string> order;
+    auto waiter = [&]() -> coev::task<> {
+        auto r = co_await n.wait();
+        REQUIRE(r);
+        order.push_back("woken");
+        auto pending = co_await n.wait();  // notified while we slept: no suspension needed
+        REQUIRE(pending);
+        order.push_back("pending");
+    };
+    auto notifier = [&]() -> coev::task<> {
+        n.notify();
+        order.push_back("notified");  // the waiter runs later, from the run queue
+        (void)co_await coev::sleep_for(1ms);
+        n.notify();
+        n.notify();  // a second wake-up folds into the pending one
+    };
+    coev::spawn(loop, waiter());
+    coev::spawn(loop, notifier());
+    loop.run();
+    CHECK(order == std::vector<std::string>{"notified", "woken", "pending"});
+}
+
+TEST_CASE("a cancelled notifier wait leaves nothing registered") {
+    coev::event_loop loop;
+    watchdog dog(loop);
+    coev::notifier n;
+    std::stop_source stop;
+    std::error_code got;
+    auto victim = [&]() -> coev::task<> {
+        auto r = co_await n.wait();
+        got = r.error();
+    };
+    auto canceller = [&]() -> coev::task<> {
+        (void)co_await coev::sleep_for(1ms);
+        CHECK(n.waiting());
+        stop.request_stop();
+        CHECK_FALSE(n.waiting());
+    };
+    coev::spawn(loop, victim(), {.stop = stop.get_token()});
+    coev::spawn(loop, canceller());
+    loop.run();  // returns: the cancelled wait no longer counts as pending
+    CHECK(got == std::errc::operation_canceled);
+    CHECK_FALSE(n.waiting());
+}

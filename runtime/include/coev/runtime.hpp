@@ -5,6 +5,7 @@
 #include <coev/runtime/event_loop.hpp>
 #include <coev/runtime/io.hpp>
 #include <coev/runtime/log.hpp>
+#include <coev/runtime/notifier.hpp>
 #include <coev/runtime/result.hpp>
 #include <coev/runtime/signal.hpp>
 #include <coev/runtime/task.hpp>
