@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The main job: coev beside libevent on the same work, a short run (under two minutes),
+# The main job: coev beside libevent on the same work, a short run (about three minutes),
 # printing the ratio table. Installs and builds what is missing first (a release build).
 # Pass --full for the longer run recorded in docs/benchmarks.md.
 set -euo pipefail
@@ -11,4 +11,7 @@ fi
 ninja -C build-release -j "${COEV_JOBS:-2}" >/dev/null
 mode=--short
 [ "${1:-}" = "--full" ] && mode=""
-exec python3 bench/compare.py build-release $mode
+status=0
+python3 bench/compare.py build-release $mode || status=1
+python3 bench/echo.py build-release $mode --memory || status=1
+exit $status

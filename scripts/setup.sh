@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
     g++ clang pkg-config meson ninja-build cmake python3
     doctest-dev liburing-dev libboost-context-dev libssl-dev   # coev's dependencies
-    libevent-dev                                                # benchmark twins
+    libevent-dev libasio-dev                                    # benchmark peers
 )
 
 missing=()
