@@ -13,5 +13,6 @@ mode=--short
 [ "${1:-}" = "--full" ] && mode=""
 status=0
 python3 bench/compare.py build-release $mode || status=1
+python3 bench/buffer_compare.py build-release --reps 3 || status=1
 python3 bench/echo.py build-release $mode --memory || status=1
 exit $status

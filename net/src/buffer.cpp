@@ -19,29 +19,6 @@
 #include <vector>
 
 namespace coev::net {
-namespace detail {
-
-enum class storage_kind : std::uint8_t { owned, reference, file };
-
-struct storage {
-    std::uint32_t refs = 1;
-    storage_kind kind = storage_kind::owned;
-    std::uint8_t size_class = 0;  // owned: index into the block pool, or no_class
-    std::size_t cap = 0;          // owned: bytes of data[]; file: bytes materialised
-    std::byte* base = nullptr;    // owned: data[]; reference: the user's bytes; file: a copy
-    buffer::release_fn release;   // reference
-    int fd = -1;                  // file
-    off_t file_offset = 0;        // file: where segment offset 0 lies in the file
-};
-
-struct segment {
-    segment* next = nullptr;
-    storage* st = nullptr;
-    std::size_t off = 0;  // first byte, relative to st->base (or to st->file_offset)
-    std::size_t len = 0;
-};
-
-}  // namespace detail
 
 namespace {
 
@@ -149,11 +126,7 @@ void free_segment(segment* g) noexcept {
     delete g;
 }
 
-// Bytes a segment can still take at its end: only an owned block nobody else shares.
-std::size_t room(const segment* g) noexcept {
-    if (!g || g->st->kind != storage_kind::owned || g->st->refs != 1) return 0;
-    return g->st->cap - g->off - g->len;
-}
+using detail::room;
 
 // The segment's bytes in memory; a file range is read in on first need.
 const std::byte* bytes_of(const segment* g) {
@@ -226,7 +199,7 @@ std::size_t buffer::contiguous_space() const noexcept { return head_ ? head_->le
         if (callbacks_ && size_ != (orig)) run_callbacks(orig);                              \
     } while (0)
 
-void buffer::append(std::span<const std::byte> data) {
+void buffer::append_slow(std::span<const std::byte> data) {
     if (frozen_back_) frozen("append to a frozen end");
     if (data.empty()) return;
     const std::size_t orig = size_;
@@ -238,7 +211,9 @@ void buffer::append(std::span<const std::byte> data) {
     }
     while (done < data.size()) {
         const std::size_t left = data.size() - done;
-        storage* st = new_block(std::min(left, block_sizes.back() - header));
+        // A growing buffer takes bigger blocks: fewer segments to walk and to hand to writev.
+        const std::size_t want = std::max(left, std::min(size_ / 4, block_sizes[1] - header));
+        storage* st = new_block(std::min(want, block_sizes.back() - header));
         const std::size_t n = std::min(left, st->cap);
         std::memcpy(st->base, data.data() + done, n);
         link_back(new_segment(st, 0, n));
@@ -248,7 +223,6 @@ void buffer::append(std::span<const std::byte> data) {
     COEV_BUFFER_NOTIFY(orig);
 }
 
-void buffer::append(std::string_view s) { append(std::as_bytes(std::span(s.data(), s.size()))); }
 
 void buffer::prepend(std::span<const std::byte> data) {
     if (frozen_front_) frozen("prepend to a frozen front");

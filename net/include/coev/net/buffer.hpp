@@ -3,11 +3,13 @@
 // buffers and handing it to writev() never copies; length queries are O(1).
 #pragma once
 
+#include <coev/net/detail/buffer_segment.hpp>
 #include <coev/runtime/result.hpp>
 
 #include <cstdarg>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <optional>
 #include <span>
@@ -40,9 +42,6 @@ struct buffer_change {
     std::size_t deleted = 0;
 };
 
-namespace detail {
-struct segment;
-}
 
 /// A queue of bytes held in segments. Move-only; not thread-safe (one loop owns it).
 /// Mutating a frozen end throws std::logic_error: freezing is how an owner (a buffered stream
@@ -68,8 +67,20 @@ public:
     std::size_t contiguous_space() const noexcept;
 
     // ---- adding ----
-    void append(std::span<const std::byte> data);
-    void append(std::string_view s);
+    void append(std::span<const std::byte> data) {
+        // Small appends inline when they fit the last block's room. (Not big ones: GCC turns a
+        // memcpy of a known large size into `rep movs`, slower than libc's.)
+        detail::segment* t = tail_;
+        if (data.size() - 1 < 256 && t && !frozen_back_ && !callbacks_ &&
+            detail::room(t) >= data.size()) {
+            std::memcpy(t->st->base + t->off + t->len, data.data(), data.size());
+            t->len += data.size();
+            size_ += data.size();
+            return;
+        }
+        append_slow(data);
+    }
+    void append(std::string_view s) { append(std::as_bytes(std::span(s.data(), s.size()))); }
     void prepend(std::span<const std::byte> data);
     void prepend(std::string_view s);
     /// printf-style append; returns the bytes added.
@@ -142,6 +153,7 @@ public:
     result<std::size_t> write_to(int fd, std::size_t max = npos);
 
 private:
+    void append_slow(std::span<const std::byte> data);
     void run_callbacks(std::size_t orig);
     void link_back(detail::segment* g) noexcept;
     void drop_empty_tail() noexcept;
