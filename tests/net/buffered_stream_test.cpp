@@ -1,7 +1,7 @@
 // tests/net/buffered_stream_test.cpp
 // buffered_stream (bufferevent) over real sockets: lines, exact reads, watermarks and
 // backpressure, timeouts, line limits, half-close, reset, files; on every backend.
-#include "helpers.hpp"
+#include "net_helpers.hpp"
 
 #include <coev/net/buffered_stream.hpp>
 #include <coev/net/tcp_listener.hpp>
@@ -16,15 +16,7 @@ using namespace coev::net;
 using coev_test::watchdog;
 
 namespace {
-
-using stream = buffered_stream<unix_stream>;
-
-std::pair<stream, stream> connected() {
-    auto p = socket_pair();
-    REQUIRE(p);
-    return {stream(std::move(p->first)), stream(std::move(p->second))};
-}
-
+auto connected() { return coev_test::buffered_unix_pair(); }
 }  // namespace
 
 TEST_CASE("read_line, read_until, read_exact and fill take data as it trickles in") {
@@ -220,15 +212,10 @@ TEST_CASE("half-close: lines then a clean EOF; a reset peer is ECONNRESET") {
             REQUIRE(l);
             CHECK(*l == "bye");
         }
-        auto l = tcp_listener::bind(*endpoint::parse("127.0.0.1:0"));
-        REQUIRE(l);
-        auto c = co_await tcp_stream::connect(*l->local_endpoint());
-        REQUIRE(c);
-        auto s = co_await l->accept();
-        REQUIRE(s);
-        REQUIRE(c->socket().set_linger(std::chrono::seconds(0)));
-        c->close();
-        buffered_stream<tcp_stream> server(std::move(s->stream));
+        auto p = co_await coev_test::connect_tcp_pair();
+        REQUIRE(p.client.socket().set_linger(std::chrono::seconds(0)));
+        p.client.close();
+        buffered_stream<tcp_stream> server(std::move(p.server));
         auto r = co_await server.fill();
         REQUIRE_FALSE(r);
         reset = r.error();

@@ -1,7 +1,7 @@
 // tests/net/rate_limit_test.cpp
 // Token buckets on buffered streams: measured rates within 20 % of the configured ones over two
 // seconds, per stream and shared fairly by a group.
-#include "helpers.hpp"
+#include "net_helpers.hpp"
 
 #include <coev/net/buffered_stream.hpp>
 #include <coev/net/rate_limit.hpp>
@@ -17,13 +17,8 @@ using coev_test::watchdog;
 
 namespace {
 
-using stream = buffered_stream<unix_stream>;
-
-std::pair<stream, stream> connected() {
-    auto p = socket_pair();
-    REQUIRE(p);
-    return {stream(std::move(p->first)), stream(std::move(p->second))};
-}
+using stream = coev_test::buffered_unix;
+auto connected() { return coev_test::buffered_unix_pair(); }
 
 // Writes as fast as the peer takes until `stop`.
 coev::task<> flood(stream& s, const bool& stop) {

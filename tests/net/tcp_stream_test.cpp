@@ -1,6 +1,6 @@
 // tests/net/tcp_stream_test.cpp
 // tcp_stream on loopback: exact reads, whole writes, half-close, reset, on every backend.
-#include "helpers.hpp"
+#include "net_helpers.hpp"
 
 #include <coev/net/tcp_listener.hpp>
 
@@ -13,24 +13,7 @@ using namespace coev::net;
 using coev_test::as_bytes;
 using coev_test::watchdog;
 
-namespace {
-
-// A connected pair of TCP streams on 127.0.0.1.
-struct tcp_pair {
-    tcp_stream client, server;
-};
-
-coev::task<tcp_pair> connect_pair() {
-    auto l = tcp_listener::bind(*endpoint::parse("127.0.0.1:0"));
-    REQUIRE(l);
-    auto c = co_await tcp_stream::connect(*l->local_endpoint());
-    REQUIRE(c);
-    auto s = co_await l->accept();
-    REQUIRE(s);
-    co_return tcp_pair{std::move(*c), std::move(s->stream)};
-}
-
-}  // namespace
+using coev_test::connect_tcp_pair;
 
 TEST_CASE("write sends every byte and read_exact receives exactly that many") {
     coev::event_loop loop;
@@ -38,7 +21,7 @@ TEST_CASE("write sends every byte and read_exact receives exactly that many") {
     std::vector<std::byte> sent(4 << 20), got(sent.size());
     for (std::size_t i = 0; i < sent.size(); ++i) sent[i] = std::byte(i * 131 + (i >> 12));
     auto run = [&]() -> coev::task<> {
-        auto p = co_await connect_pair();
+        auto p = co_await connect_tcp_pair();
         auto writer = [&]() -> coev::task<> {
             auto n = co_await p.client.write(sent);
             REQUIRE(n);
@@ -64,7 +47,7 @@ TEST_CASE("writev sends every byte of every iovec in order") {
     const std::string whole = std::accumulate(parts.begin(), parts.end(), std::string());
     std::string got(whole.size(), '\0');
     auto run = [&]() -> coev::task<> {
-        auto p = co_await connect_pair();
+        auto p = co_await connect_tcp_pair();
         std::vector<iovec> iov;
         for (auto& s : parts) iov.push_back({s.data(), s.size()});
         auto writer = [&]() -> coev::task<> {
@@ -88,7 +71,7 @@ TEST_CASE("half-close: the peer reads everything, then EOF, and can still answer
     watchdog dog(loop);
     std::string reply;
     auto run = [&]() -> coev::task<> {
-        auto p = co_await connect_pair();
+        auto p = co_await connect_tcp_pair();
         auto w = co_await p.client.write(as_bytes("request"));
         REQUIRE(w);
         REQUIRE(p.client.shutdown_write());
@@ -121,7 +104,7 @@ TEST_CASE("read_exact reports unexpected_eof when the peer closes early") {
     watchdog dog(loop);
     std::error_code got;
     auto run = [&]() -> coev::task<> {
-        auto p = co_await connect_pair();
+        auto p = co_await connect_tcp_pair();
         auto w = co_await p.client.write(as_bytes("abc"));
         REQUIRE(w);
         p.client.close();
@@ -140,7 +123,7 @@ TEST_CASE("a peer reset is reported as ECONNRESET, and writes after it fail") {
     watchdog dog(loop);
     std::error_code read_error, write_error;
     auto run = [&]() -> coev::task<> {
-        auto p = co_await connect_pair();
+        auto p = co_await connect_tcp_pair();
         REQUIRE(p.client.socket().set_linger(std::chrono::seconds(0)));
         p.client.close();  // linger 0: RST instead of FIN
         std::byte buf[16];
@@ -185,7 +168,7 @@ TEST_CASE("a connect to a closed port fails with connection_refused") {
 TEST_CASE("local and peer endpoints of a connection mirror each other") {
     coev::event_loop loop;
     auto run = [&]() -> coev::task<> {
-        auto p = co_await connect_pair();
+        auto p = co_await connect_tcp_pair();
         CHECK(*p.client.local_endpoint() == *p.server.peer_endpoint());
         CHECK(*p.client.peer_endpoint() == *p.server.local_endpoint());
         CHECK(p.client.set_nodelay(true));
