@@ -332,7 +332,9 @@ TEST_CASE("add_file bytes come out through copy_out, pullup and write_to") {
         CHECK(std::string(reinterpret_cast<char*>(p), 5005) == out);
     }
     SUBCASE("written to a socket with sendfile") {
-        auto [a, c] = coev_test::make_socket_pair();
+        auto ac_ = coev_test::make_socket_pair();
+        auto& a = ac_.a;
+        auto& c = ac_.b;
         buffer b;
         b.append("<");
         REQUIRE(b.add_file(::dup(fd), 0, content.size()));
@@ -361,7 +363,9 @@ TEST_CASE("add_file bytes come out through copy_out, pullup and write_to") {
 }
 
 TEST_CASE("read_from and write_to move bytes through a socket, with EAGAIN and EOF") {
-    auto [a, c] = coev_test::make_socket_pair();
+    auto ac_ = coev_test::make_socket_pair();
+    auto& a = ac_.a;
+    auto& c = ac_.b;
     buffer out, in;
     std::string sent(300'000, 'q');
     for (std::size_t i = 0; i < sent.size(); i += 7) sent[i] = char('0' + i % 10);

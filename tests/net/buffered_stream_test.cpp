@@ -22,7 +22,9 @@ auto connected() { return coev_test::buffered_unix_pair(); }
 TEST_CASE("read_line, read_until, read_exact and fill take data as it trickles in") {
     coev::event_loop loop;
     watchdog dog(loop);
-    auto [a, b] = connected();
+    auto ab_ = connected();
+    auto& a = ab_.first;
+    auto& b = ab_.second;
     auto writer = [&]() -> coev::task<> {
         // Split at awkward places: inside the CRLF, inside the delimiter.
         for (std::string_view piece : {"GET / HTTP/1.1\r", "\nHost: x\r\n", "body--", "--END",
@@ -68,7 +70,9 @@ TEST_CASE("read_line, read_until, read_exact and fill take data as it trickles i
 TEST_CASE("the read high watermark stops reading until the input drains, and the writer waits") {
     coev::event_loop loop;
     watchdog dog(loop, 60s);
-    auto [a, b] = connected();
+    auto ab_ = connected();
+    auto& a = ab_.first;
+    auto& b = ab_.second;
     constexpr std::size_t high = 32 * 1024, total = 4 << 20;
     b.set_read_watermarks(0, high);
     std::size_t sent = 0, received = 0, max_input = 0;
@@ -107,7 +111,9 @@ TEST_CASE("the read high watermark stops reading until the input drains, and the
 TEST_CASE("a read timeout gives timed_out and the stream stays usable") {
     coev::event_loop loop;
     watchdog dog(loop);
-    auto [a, b] = connected();
+    auto ab_ = connected();
+    auto& a = ab_.first;
+    auto& b = ab_.second;
     b.set_timeouts(30ms, std::nullopt);
     std::error_code first;
     std::string line;
@@ -130,7 +136,9 @@ TEST_CASE("a read timeout gives timed_out and the stream stays usable") {
 TEST_CASE("a write timeout gives timed_out, keeps the rest, and a later flush finishes") {
     coev::event_loop loop;
     watchdog dog(loop, 30s);
-    auto [a, b] = connected();
+    auto ab_ = connected();
+    auto& a = ab_.first;
+    auto& b = ab_.second;
     a.set_timeouts(std::nullopt, 30ms);
     std::error_code first;
     std::size_t left = 0, drained = 0;
@@ -169,7 +177,9 @@ TEST_CASE("a write timeout gives timed_out, keeps the rest, and a later flush fi
 TEST_CASE("an over-long line is an error, not unbounded memory") {
     coev::event_loop loop;
     watchdog dog(loop);
-    auto [a, b] = connected();
+    auto ab_ = connected();
+    auto& a = ab_.first;
+    auto& b = ab_.second;
     b.set_max_line(100);
     std::error_code got;
     auto run = [&]() -> coev::task<> {
@@ -192,7 +202,9 @@ TEST_CASE("half-close: lines then a clean EOF; a reset peer is ECONNRESET") {
     std::error_code at_end, reset;
     auto run = [&]() -> coev::task<> {
         {
-            auto [a, b] = connected();
+            auto ab_ = connected();
+            auto& a = ab_.first;
+            auto& b = ab_.second;
             auto w = co_await a.write("one\ntwo\n");
             REQUIRE(w);
             REQUIRE(a.shutdown_write());
@@ -237,7 +249,9 @@ TEST_CASE("a file added to the output goes out through sendfile") {
     std::string content(300'000, '\0');
     for (std::size_t i = 0; i < content.size(); ++i) content[i] = char('A' + i % 23);
     REQUIRE(::write(fd, content.data(), content.size()) == ssize_t(content.size()));
-    auto [a, b] = connected();
+    auto ab_ = connected();
+    auto& a = ab_.first;
+    auto& b = ab_.second;
     std::string got;
     auto run = [&]() -> coev::task<> {
         a.output().append("[");
@@ -267,7 +281,9 @@ TEST_CASE("a file added to the output goes out through sendfile") {
 TEST_CASE("an idle buffered stream holds no read buffer") {
     coev::event_loop loop;
     watchdog dog(loop);
-    auto [a, b] = connected();
+    auto ab_ = connected();
+    auto& a = ab_.first;
+    auto& b = ab_.second;
     bool checked = false;
     auto reader = [&]() -> coev::task<> {
         auto n = co_await b.fill();

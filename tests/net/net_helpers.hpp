@@ -1,5 +1,6 @@
 // tests/net/net_helpers.hpp
-// What the net tests share: connected pairs of streams over loopback and AF_UNIX.
+// What the net tests share: connected pairs of streams over loopback and AF_UNIX. (Tests name a
+// pair and bind references to its halves: clang 14 lambdas cannot capture structured bindings.)
 #pragma once
 
 #include "helpers.hpp"

@@ -48,7 +48,9 @@ coev::task<double> measure_reads(stream& s, coev::duration span, std::size_t bur
 TEST_CASE("a read rate limit holds within 20 % over two seconds") {
     coev::event_loop loop;
     watchdog dog(loop, 30s);
-    auto [a, b] = connected();
+    auto ab_ = connected();
+    auto& a = ab_.first;
+    auto& b = ab_.second;
     constexpr std::size_t rate = 400 * 1024, burst = 16 * 1024;
     b.set_rate_limit({.read_rate = rate, .read_burst = burst});
     bool stop = false;
@@ -72,7 +74,9 @@ TEST_CASE("a read rate limit holds within 20 % over two seconds") {
 TEST_CASE("a write rate limit holds within 20 % over two seconds") {
     coev::event_loop loop;
     watchdog dog(loop, 30s);
-    auto [a, b] = connected();
+    auto ab_ = connected();
+    auto& a = ab_.first;
+    auto& b = ab_.second;
     constexpr std::size_t rate = 300 * 1024, burst = 8 * 1024;
     a.set_rate_limit({.write_rate = rate, .write_burst = burst});
     bool stop = false;
@@ -114,7 +118,9 @@ TEST_CASE("a group shares its rate fairly among three streams") {
     rate_limit_group group({.read_rate = rate, .read_burst = burst});
     std::vector<std::unique_ptr<stream>> writers, readers;
     for (int i = 0; i < 3; ++i) {
-        auto [a, b] = connected();
+        auto ab_ = connected();
+        auto& a = ab_.first;
+        auto& b = ab_.second;
         writers.push_back(std::make_unique<stream>(std::move(a)));
         readers.push_back(std::make_unique<stream>(std::move(b)));
         readers.back()->join(group);

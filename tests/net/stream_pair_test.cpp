@@ -22,7 +22,9 @@ std::string text(std::span<const std::byte> b) {
 TEST_CASE("what one end of a stream_pair writes, the other reads, then EOF") {
     coev::event_loop loop;
     watchdog dog(loop);
-    auto [a, b] = stream_pair::make();
+    auto ab_ = stream_pair::make();
+    auto& a = ab_.first;
+    auto& b = ab_.second;
     std::string got;
     auto reader = [&]() -> coev::task<> {
         std::byte buf[4];
@@ -50,7 +52,9 @@ TEST_CASE("what one end of a stream_pair writes, the other reads, then EOF") {
 TEST_CASE("a full stream_pair direction makes its writer wait until the reader drains it") {
     coev::event_loop loop;
     watchdog dog(loop);
-    auto [a, b] = stream_pair::make({.capacity = 1000});
+    auto ab_ = stream_pair::make({.capacity = 1000});
+    auto& a = ab_.first;
+    auto& b = ab_.second;
     std::size_t written = 0, max_queued = 0, read = 0;
     bool writer_waited = false;
     auto writer = [&]() -> coev::task<> {
@@ -87,7 +91,9 @@ TEST_CASE("a full stream_pair direction makes its writer wait until the reader d
 TEST_CASE("closing one end gives the other EOF, and its writes fail with broken_pipe") {
     coev::event_loop loop;
     watchdog dog(loop);
-    auto [a, b] = stream_pair::make();
+    auto ab_ = stream_pair::make();
+    auto& a = ab_.first;
+    auto& b = ab_.second;
     std::error_code write_error;
     std::size_t eof_read = 1;
     auto run = [&]() -> coev::task<> {
@@ -115,7 +121,9 @@ TEST_CASE("closing one end gives the other EOF, and its writes fail with broken_
 TEST_CASE("a waiting read on a stream_pair wakes when the peer writes, through the loop") {
     coev::event_loop loop;
     watchdog dog(loop);
-    auto [a, b] = stream_pair::make();
+    auto ab_ = stream_pair::make();
+    auto& a = ab_.first;
+    auto& b = ab_.second;
     std::vector<std::string> order;
     auto reader = [&]() -> coev::task<> {
         std::byte buf[16];
@@ -138,7 +146,9 @@ TEST_CASE("a waiting read on a stream_pair wakes when the peer writes, through t
 TEST_CASE("a stream_pair end works under buffered_stream like a socket") {
     coev::event_loop loop;
     watchdog dog(loop);
-    auto [a, b] = stream_pair::make({.capacity = 64});
+    auto ab_ = stream_pair::make({.capacity = 64});
+    auto& a = ab_.first;
+    auto& b = ab_.second;
     std::vector<std::string> lines;
     auto server = [&](stream_pair::end e) -> coev::task<> {
         coev::net::buffered_stream<stream_pair::end> s(std::move(e));
