@@ -189,7 +189,9 @@ bool perform_connect(io_wait* iw, fd_state& st) noexcept {
             r = ::connect(w.fd, static_cast<const sockaddr*>(w.buf), w.addrlen);
         } while (r < 0 && errno == EINTR);
         if (r == 0) return true;
-        if (errno != EINPROGRESS && errno != EAGAIN) {
+        // EAGAIN is not "in progress": a Unix socket's listener has a full backlog (or TCP has
+        // no local port left), and writability would then report a connection never made.
+        if (errno != EINPROGRESS) {
             w.n = -errno;
             return true;
         }

@@ -327,3 +327,29 @@ TEST_CASE("socket options can be set and read back") {
     REQUIRE(s6);
     CHECK(s6->set_v6only(true));
 }
+
+TEST_CASE("a Unix connect to a full backlog fails with EAGAIN instead of a false success") {
+    coev::event_loop loop;
+    watchdog dog(loop);
+    const std::string path = "/tmp/coev-net-backlog-" + std::to_string(::getpid()) + ".sock";
+    ::unlink(path.c_str());
+    auto ep = endpoint::unix_path(path);
+    REQUIRE(ep);
+    auto l = unix_listener::bind(*ep, {.backlog = 0});
+    REQUIRE(l);
+    std::vector<std::error_code> results;
+    auto run = [&]() -> coev::task<> {
+        std::vector<unix_stream> keep;
+        for (int i = 0; i < 4; ++i) {  // nobody accepts: the queue fills
+            auto s = co_await unix_stream::connect(*ep);
+            results.push_back(s ? std::error_code() : s.error());
+            if (s) keep.push_back(std::move(*s));
+        }
+    };
+    coev::spawn(loop, run());
+    loop.run();
+    ::unlink(path.c_str());
+    REQUIRE(results.size() == 4);
+    CHECK_FALSE(results.front());  // the first fits
+    CHECK(results.back() == std::errc::resource_unavailable_try_again);
+}
