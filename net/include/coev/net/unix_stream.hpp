@@ -15,7 +15,8 @@ class unix_stream : public stream_socket {
 public:
     using stream_socket::stream_socket;
     /// Connects to a Unix endpoint ("unix:/path" parsed, or endpoint::unix_path()).
-    /// Errors: ENOENT, ECONNREFUSED, invalid_argument for a non-Unix endpoint, timed_out.
+    /// Errors: ENOENT, ECONNREFUSED, EAGAIN when the listener's backlog is full,
+    /// invalid_argument for a non-Unix endpoint, timed_out.
     /// Cancel: the socket is closed.
     static task<result<unix_stream>> connect(endpoint ep,
                                              std::optional<duration> timeout = std::nullopt);
