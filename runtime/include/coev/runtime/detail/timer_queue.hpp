@@ -6,7 +6,10 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 #include <memory>
+#include <new>
+#include <type_traits>
 #include <vector>
 
 namespace coev::detail {
@@ -15,6 +18,46 @@ using time_point = std::chrono::steady_clock::time_point;
 using duration = std::chrono::steady_clock::duration;
 
 struct timer_fifo;
+
+/// A growable array of a trivially copyable T on malloc/realloc. For the timer heap: a large
+/// realloc moves pages (mremap) instead of copying them into freshly faulted memory, which
+/// std::vector's doubling does, a page fault per 4 KiB each time the heap grows.
+template <class T> class pod_vector {
+    static_assert(std::is_trivially_copyable_v<T>);
+
+public:
+    pod_vector() noexcept = default;
+    pod_vector(const pod_vector&) = delete;
+    pod_vector& operator=(const pod_vector&) = delete;
+    ~pod_vector() { std::free(data_); }
+
+    void reserve(std::size_t n) {
+        if (n <= cap_) return;
+        void* p = std::realloc(data_, n * sizeof(T));
+        if (!p) throw std::bad_alloc();
+        data_ = static_cast<T*>(p);
+        cap_ = n;
+    }
+    void push_back(const T& v) {
+        if (size_ == cap_) reserve(cap_ ? 2 * cap_ : 64);
+        data_[size_++] = v;
+    }
+    void pop_back() noexcept { --size_; }
+    T& operator[](std::size_t i) noexcept { return data_[i]; }
+    const T& operator[](std::size_t i) const noexcept { return data_[i]; }
+    T& front() noexcept { return data_[0]; }
+    const T& front() const noexcept { return data_[0]; }
+    T& back() noexcept { return data_[size_ - 1]; }
+    std::size_t size() const noexcept { return size_; }
+    bool empty() const noexcept { return size_ == 0; }
+    const T* begin() const noexcept { return data_; }
+    const T* end() const noexcept { return data_ + size_; }
+
+private:
+    T* data_ = nullptr;
+    std::size_t size_ = 0;
+    std::size_t cap_ = 0;
+};
 
 /// An armed deadline. Lives inside the awaiter that waits for it; `fire` runs on the loop
 /// thread after the node has been unlinked, so it may re-arm it or cancel other timers.
@@ -93,7 +136,7 @@ private:
     timer_fifo* fifo_for(duration d);
     void fifo_unlink(timer_node& n) noexcept;
 
-    std::vector<entry> heap_;
+    pod_vector<entry> heap_;
     std::vector<std::unique_ptr<timer_fifo>> fifos_;
     duration last_period_{-1};
     std::uint64_t next_seq_ = 0;
