@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdlib>
+#include <memory>
 #include <ostream>
 #include <sstream>
 #include <sys/stat.h>
@@ -593,14 +594,18 @@ void start_root(event_loop& loop, std::coroutine_handle<> h, promise_base& p, bo
     root_info* r = &p.root;
     r->loop = &loop;
     r->detached = detached;
-    r->where = where;
-    r->token = std::move(token);
+    if (debug_mode()) r->where = where;  // spares a cold cache line per spawn otherwise
+    // Construct over the fresh promise's empty token rather than assign to it: assignment
+    // reads the old state first, a cache miss per spawn when many frames are cold. Ending an
+    // empty stop_token's life without its destructor has no effect ([basic.life]).
+    std::construct_at(&r->token, std::move(token));
     p.stop = &r->token;
-    p.priority = loop.clamp_priority(priority);
+    const std::uint8_t prio = loop.clamp_priority(priority);
+    p.priority = prio;
     r->start.handle = h;
-    r->start.priority = p.priority;
+    r->start.priority = prio;
     loop.add_root(r);
-    loop.schedule(&r->start);
+    loop.schedule(&r->start, prio);
 }
 
 std::coroutine_handle<> finish_root(std::coroutine_handle<> h, promise_base& p) noexcept {

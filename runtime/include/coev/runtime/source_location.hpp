@@ -17,18 +17,23 @@ public:
         s.file_ = file;
         s.function_ = function;
         s.line_ = line;
+        s.column_ = 0;
         return s;
     }
     constexpr source_location() noexcept = default;
     constexpr const char* file_name() const noexcept { return file_; }
     constexpr const char* function_name() const noexcept { return function_; }
     constexpr std::uint_least32_t line() const noexcept { return line_; }
-    constexpr std::uint_least32_t column() const noexcept { return 0; }
+    constexpr std::uint_least32_t column() const noexcept { return column_; }
 
 private:
     const char* file_ = "";
     const char* function_ = "";
     std::uint_least32_t line_ = 0;
+    // Written with line_ as one 8-byte store: copying a location (awaiters store theirs)
+    // then reads back what was written whole, where a 4-byte store under an 8-byte load
+    // would stall store-to-load forwarding on every await.
+    std::uint_least32_t column_ = 0;
 };
 
 }  // namespace coev

@@ -29,27 +29,31 @@ inline const std::stop_token no_stop_token{};
 
 /// Bookkeeping of a spawned or run() task, kept in its own frame so spawning allocates
 /// nothing: its loop (null when not a root), the loop's list of roots, its stop token.
+/// What spawn() writes comes first and `where` last (see promise_base).
 struct root_info {
     event_loop* loop = nullptr;
     root_info* prev = nullptr;
     root_info* next = nullptr;
     std::stop_token token;
     ready_node start;
-    coev::source_location where;
     bool detached = true;
+    coev::source_location where;  // recorded in debug mode only
 };
 
 /// What every coev promise shares, and what awaiters read from their caller: the stop token
 /// (inherited from the awaiting task), the priority, and who to resume on completion.
+/// Field order matters: spawn() writes `stop`, `priority` and `root` up to `detached`, which
+/// then lie within the frame's first 128 bytes: fewer cold cache lines per spawn when many
+/// frames are cold (bench/timers spawns a million).
 struct promise_base {
     static void* operator new(std::size_t n) { return frame_alloc(n); }
     static void operator delete(void* p, std::size_t n) noexcept { frame_free(p, n); }
 
-    std::coroutine_handle<> continuation;
     const std::stop_token* stop = &no_stop_token;  // points into an ancestor or root
-    std::exception_ptr error;
-    root_info root;  // used when spawned or run()
     std::uint8_t priority = 0;
+    root_info root;  // used when spawned or run()
+    std::coroutine_handle<> continuation;
+    std::exception_ptr error;
 
     const std::stop_token& stop_token() const noexcept { return *stop; }
 };
