@@ -73,6 +73,22 @@ long try_write(int fd, fd_state& st, const void* buf, std::size_t len) noexcept 
     }
 }
 
+}  // namespace
+
+bool stream_socket(int fd, fd_state& st) noexcept {
+    if (st.kind == 0) {
+        int type = 0;
+        socklen_t len = sizeof type;
+        st.kind = !st.not_socket && ::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0 &&
+                          type == SOCK_STREAM
+                      ? 1
+                      : 2;
+    }
+    return st.kind == 1;
+}
+
+namespace {
+
 // Applies one attempt's outcome to the readiness cache; true when the operation is done.
 bool settle(rw_wait& w, fd_state& st, long n) noexcept {
     const auto bit = std::uint8_t(1u << w.dir);
@@ -82,10 +98,10 @@ bool settle(rw_wait& w, fd_state& st, long n) noexcept {
     }
     // A short transfer on a stream socket means the kernel buffer ran dry (or full): the next
     // call would block, so skip it and wait for the next edge. Not a short read elsewhere: a
-    // terminal returns one line per read() however many are queued, and no edge comes for the
-    // rest. EOF (0) stays readable for good.
-    if (n > 0 && std::size_t(n) < w.len && (w.dir == 1 || !st.not_socket) &&
-        !(st.ready & fd_state::read_closed))
+    // terminal returns one line per read() and a datagram socket one message, however many
+    // are queued, and no edge comes for the rest. EOF (0) stays readable for good.
+    if (n > 0 && std::size_t(n) < w.len && !(st.ready & fd_state::read_closed) &&
+        (w.dir == 1 || stream_socket(w.fd, st)))
         st.ready &= std::uint8_t(~bit);
     w.n = n;
     return true;
@@ -107,6 +123,7 @@ long readiness_try_read(int fd, fd_state& st, void* buf, std::size_t len) noexce
     // A watched fd whose cached bit is clear would block: an edge will set it again.
     if (st.registered && !(st.ready & 1u)) return -EAGAIN;
     rw_wait w;
+    w.fd = fd;
     w.len = len;
     const long n = try_read(fd, st, buf, len);
     settle(w, st, n);  // for the cache
@@ -116,6 +133,7 @@ long readiness_try_read(int fd, fd_state& st, void* buf, std::size_t len) noexce
 long readiness_try_write(int fd, fd_state& st, const void* buf, std::size_t len) noexcept {
     if (st.registered && !(st.ready & 2u)) return -EAGAIN;
     rw_wait w;
+    w.fd = fd;
     w.dir = 1;
     w.len = len;
     const long n = try_write(fd, st, buf, len);

@@ -223,6 +223,40 @@ TEST_CASE("read_some and write_some move bytes, and write_all writes everything"
     CHECK_FALSE(wd.fired());
 }
 
+TEST_CASE("read_some on a datagram socket returns one message per read and strands none") {
+    // A short read drains a stream socket but not a datagram socket: the readiness cache
+    // must not wait for an edge that never comes (edge-triggered epoll), and io_uring must
+    // not receive ahead into a byte queue that would merge the messages.
+    coev::event_loop loop;
+    auto s = make_socket_pair(SOCK_DGRAM);
+    watchdog wd(loop);
+    std::vector<std::string> got;
+    std::error_code failed;
+    auto reader = [&]() -> coev::task<> {
+        std::vector<std::byte> buf(256);
+        for (int i = 0; i < 3; ++i) {
+            auto n = co_await coev::with_timeout(5s, coev::read_some(s.a.get(), buf));
+            if (!n) {
+                failed = n.error();
+                co_return;
+            }
+            got.push_back(as_string(buf, *n));
+        }
+    };
+    auto writer = [&]() -> coev::task<> {
+        (void)co_await coev::sleep_for(5ms);  // the reader waits first: its fd is watched
+        send_now(s.b.get(), "one");
+        send_now(s.b.get(), "three");
+        send_now(s.b.get(), "fifteen");
+    };
+    coev::spawn(loop, reader());
+    coev::spawn(loop, writer());
+    loop.run();
+    CHECK_FALSE(failed);
+    CHECK(got == std::vector<std::string>{"one", "three", "fifteen"});
+    CHECK_FALSE(wd.fired());
+}
+
 TEST_CASE("read_some returns 0 at end of file, again and again") {
     coev::event_loop loop;
     int fd = -1;

@@ -15,6 +15,10 @@
 namespace coev::detail {
 
 long readiness_try_read(int fd, fd_state& st, void* buf, std::size_t len) noexcept;
+/// Whether `fd` is a SOCK_STREAM socket, asked once per fd and cached: only there does a
+/// short read mean the kernel buffer ran dry and may bytes be received ahead of the reader
+/// (a datagram socket returns one message per read, however many are queued).
+bool stream_socket(int fd, fd_state& st) noexcept;
 long readiness_try_write(int fd, fd_state& st, const void* buf, std::size_t len) noexcept;
 
 class backend {

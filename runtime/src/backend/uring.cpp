@@ -139,7 +139,7 @@ public:
     void submit(io_wait& w, fd_state& st) noexcept override {
         auto& rw = static_cast<rw_wait&>(w);
         if (w.op == io_op::read && !st.not_socket && !w.poll_first && rw.len > 0 &&
-            !buffers_failed_ && buffers_ready()) {
+            !buffers_failed_ && buffers_ready() && stream_socket(w.fd, st)) {
             park(rw);
             return;
         }
@@ -184,7 +184,9 @@ public:
     }
 
     long try_read(int fd, fd_state& st, void* buf, std::size_t len) noexcept override {
-        if (st.not_socket || st.always_ready || buffers_failed_ || !buffers_ready())
+        // Receiving ahead into a byte queue is for streams: it would merge datagrams.
+        if (st.not_socket || st.always_ready || buffers_failed_ || !buffers_ready() ||
+            !stream_socket(fd, st))
             return readiness_try_read(fd, st, buf, len);
         if (std::size_t(fd) >= streams_.size()) streams_.resize(std::size_t(fd) + 1, nullptr);
         recv_stream*& slot = streams_[std::size_t(fd)];

@@ -133,6 +133,7 @@ struct fd_state {
     bool always_ready = false;    // regular files: epoll refuses them, they never block
     bool not_socket = false;      // recv()/send() said ENOTSOCK: use read()/write()
     bool seen = false;            // first use checked (debug mode: is it non-blocking?)
+    std::uint8_t kind = 0;        // 0 not known yet, 1 a SOCK_STREAM socket, 2 anything else
 };
 
 /// The stop callback every coev awaiter installs: cancels its waiter through the loop.
