@@ -174,10 +174,11 @@ task<result<unique_fd>> listener_base::accept_fd(endpoint* peer) {
             if (c >= 0) continue;
         }
         // No descriptor to spare (or the kernel is out of memory): wait before trying again,
-        // longer each time, so the loop keeps serving everyone else.
+        // longer each time, so the loop keeps serving everyone else. On the gate, so that
+        // disable() and close() cut the wait short; the loop top tells what happened.
         st->backoff = std::min<duration>(std::max<duration>(st->backoff * 2, 10ms), 1s);
-        auto slept = co_await sleep_for(st->backoff);
-        if (!slept && self.stop->stop_requested()) co_return std::errc::operation_canceled;
+        auto slept = co_await st->gate.wait_for(st->backoff);
+        (void)slept;
     }
 }
 

@@ -133,6 +133,61 @@ TEST_CASE("running out of descriptors neither stops nor spins the listener") {
     CHECK(loop.counters().iterations - iterations_before < 5000);
 }
 
+TEST_CASE("close() cuts short the back-off of a listener with no descriptor to spare") {
+    coev::event_loop loop;
+    watchdog dog(loop, 30s);
+    rlimit old{};
+    REQUIRE(::getrlimit(RLIMIT_NOFILE, &old) == 0);
+    int probe = ::dup(0);
+    REQUIRE(probe >= 0);
+    ::close(probe);
+    rlimit low = old;
+    low.rlim_cur = rlim_t(probe + 16);
+    REQUIRE(::setrlimit(RLIMIT_NOFILE, &low) == 0);
+    coev::unique_fd client(::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    REQUIRE(client);
+    std::vector<coev::unique_fd> hog;
+    for (;;) {
+        int fd = ::dup(0);
+        if (fd < 0) break;
+        hog.emplace_back(fd);
+    }
+    REQUIRE(errno == EMFILE);
+    hog.pop_back();  // one descriptor for the listener itself, none for its reserve
+    auto l = listen_loopback();
+    const endpoint at = *l.local_endpoint();
+    std::vector<std::error_code> reported;
+    l.set_error_handler([&](std::error_code e) { reported.push_back(e); });
+    int r = ::connect(client.get(), at.data(), at.size());
+    REQUIRE((r == 0 || errno == EINPROGRESS));
+
+    std::error_code got;
+    auto closed_at = std::chrono::steady_clock::now();
+    auto returned_at = closed_at;
+    auto server = [&]() -> coev::task<> {
+        auto c = co_await l.accept();  // EMFILE, no reserve: backs off, 10 ms doubling to 1 s
+        returned_at = std::chrono::steady_clock::now();
+        REQUIRE_FALSE(c);
+        got = c.error();
+    };
+    auto closer = [&]() -> coev::task<> {
+        // Eight reports: the back-off now waits a whole second.
+        for (int i = 0; i < 1000 && reported.size() < 8; ++i) (void)co_await coev::sleep_for(5ms);
+        closed_at = std::chrono::steady_clock::now();
+        l.close();
+    };
+    coev::spawn(loop, server());
+    coev::spawn(loop, closer());
+    loop.run();
+    hog.clear();
+    ::setrlimit(RLIMIT_NOFILE, &old);
+    CHECK_FALSE(dog.fired());
+    CHECK(reported.size() >= 8);
+    CHECK(got == coev::error::closed);
+    // Well under the second the back-off would have slept (generous: the machine is shared).
+    CHECK(returned_at - closed_at < 500ms);
+}
+
 TEST_CASE("a disabled listener leaves connections queued until it is enabled") {
     coev::event_loop loop;
     watchdog dog(loop, 20s);
