@@ -177,8 +177,7 @@ task<result<unique_fd>> listener_base::accept_fd(endpoint* peer) {
         // longer each time, so the loop keeps serving everyone else. On the gate, so that
         // disable() and close() cut the wait short; the loop top tells what happened.
         st->backoff = std::min<duration>(std::max<duration>(st->backoff * 2, 10ms), 1s);
-        auto slept = co_await st->gate.wait_for(st->backoff);
-        (void)slept;
+        (void)co_await st->gate.wait_for(st->backoff);
     }
 }
 

@@ -79,10 +79,10 @@ bool stream_socket(int fd, fd_state& st) noexcept {
     if (st.kind == 0) {
         int type = 0;
         socklen_t len = sizeof type;
-        st.kind = !st.not_socket && ::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0 &&
-                          type == SOCK_STREAM
-                      ? 1
-                      : 2;
+        const bool stream = !st.not_socket &&
+                            ::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0 &&
+                            type == SOCK_STREAM;
+        st.kind = stream ? 1 : 2;
     }
     return st.kind == 1;
 }

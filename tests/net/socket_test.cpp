@@ -29,6 +29,37 @@ tcp_listener listen_loopback(const char* where = "127.0.0.1:0", listen_options o
     return std::move(*l);
 }
 
+/// Lowers RLIMIT_NOFILE to a few above the descriptors in use; fill() then takes every one
+/// left. release() (or the destructor) gives them back and restores the limit.
+struct descriptor_squeeze {
+    rlimit old{};
+    std::vector<coev::unique_fd> hog;
+
+    descriptor_squeeze() {
+        REQUIRE(::getrlimit(RLIMIT_NOFILE, &old) == 0);
+        int probe = ::dup(0);
+        REQUIRE(probe >= 0);
+        ::close(probe);
+        rlimit low = old;
+        low.rlim_cur = rlim_t(probe + 16);
+        REQUIRE(::setrlimit(RLIMIT_NOFILE, &low) == 0);
+    }
+    descriptor_squeeze(const descriptor_squeeze&) = delete;
+    ~descriptor_squeeze() { release(); }
+    void fill() {
+        for (;;) {
+            int fd = ::dup(0);
+            if (fd < 0) break;
+            hog.emplace_back(fd);
+        }
+        REQUIRE(errno == EMFILE);
+    }
+    bool release() noexcept {
+        hog.clear();
+        return ::setrlimit(RLIMIT_NOFILE, &old) == 0;
+    }
+};
+
 }  // namespace
 
 TEST_CASE("a listener accepts 1,000 connections and reports each peer") {
@@ -79,27 +110,14 @@ TEST_CASE("running out of descriptors neither stops nor spins the listener") {
     l.set_error_handler([&](std::error_code e) { reported.push_back(e); });
 
     // Take every descriptor the lowered limit allows, keeping the current ones.
-    rlimit old{};
-    REQUIRE(::getrlimit(RLIMIT_NOFILE, &old) == 0);
-    std::vector<coev::unique_fd> hog;
-    int probe = ::dup(0);
-    REQUIRE(probe >= 0);
-    ::close(probe);
-    rlimit low = old;
-    low.rlim_cur = rlim_t(probe + 16);
-    REQUIRE(::setrlimit(RLIMIT_NOFILE, &low) == 0);
+    descriptor_squeeze squeeze;
     // The client sockets are made before the table fills; the server then has nothing left.
     std::vector<coev::unique_fd> clients;
     for (int i = 0; i < 3; ++i) {
         clients.emplace_back(::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
         REQUIRE(clients.back());
     }
-    for (;;) {
-        int fd = ::dup(0);
-        if (fd < 0) break;
-        hog.emplace_back(fd);
-    }
-    REQUIRE(errno == EMFILE);
+    squeeze.fill();
     for (auto& c : clients) {
         int r = ::connect(c.get(), at.data(), at.size());
         REQUIRE((r == 0 || errno == EINPROGRESS));
@@ -114,8 +132,7 @@ TEST_CASE("running out of descriptors neither stops nor spins the listener") {
     auto relief = [&]() -> coev::task<> {
         // Let the listener meet EMFILE a few times, then give descriptors back and connect anew.
         for (int i = 0; i < 200 && reported.size() < 3; ++i) (void)co_await coev::sleep_for(5ms);
-        hog.clear();
-        REQUIRE(::setrlimit(RLIMIT_NOFILE, &old) == 0);
+        REQUIRE(squeeze.release());
         auto s = co_await tcp_stream::connect(at);
         REQUIRE(s);
         for (int i = 0; i < 400 && !got_one; ++i) (void)co_await coev::sleep_for(5ms);
@@ -124,7 +141,7 @@ TEST_CASE("running out of descriptors neither stops nor spins the listener") {
     coev::spawn(loop, relief());
     const auto iterations_before = loop.counters().iterations;
     loop.run();
-    ::setrlimit(RLIMIT_NOFILE, &old);
+    squeeze.release();
     CHECK_FALSE(dog.fired());
     CHECK(got_one);
     REQUIRE_FALSE(reported.empty());
@@ -136,24 +153,11 @@ TEST_CASE("running out of descriptors neither stops nor spins the listener") {
 TEST_CASE("close() cuts short the back-off of a listener with no descriptor to spare") {
     coev::event_loop loop;
     watchdog dog(loop, 30s);
-    rlimit old{};
-    REQUIRE(::getrlimit(RLIMIT_NOFILE, &old) == 0);
-    int probe = ::dup(0);
-    REQUIRE(probe >= 0);
-    ::close(probe);
-    rlimit low = old;
-    low.rlim_cur = rlim_t(probe + 16);
-    REQUIRE(::setrlimit(RLIMIT_NOFILE, &low) == 0);
+    descriptor_squeeze squeeze;
     coev::unique_fd client(::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
     REQUIRE(client);
-    std::vector<coev::unique_fd> hog;
-    for (;;) {
-        int fd = ::dup(0);
-        if (fd < 0) break;
-        hog.emplace_back(fd);
-    }
-    REQUIRE(errno == EMFILE);
-    hog.pop_back();  // one descriptor for the listener itself, none for its reserve
+    squeeze.fill();
+    squeeze.hog.pop_back();  // one descriptor for the listener itself, none for its reserve
     auto l = listen_loopback();
     const endpoint at = *l.local_endpoint();
     std::vector<std::error_code> reported;
@@ -179,8 +183,7 @@ TEST_CASE("close() cuts short the back-off of a listener with no descriptor to s
     coev::spawn(loop, server());
     coev::spawn(loop, closer());
     loop.run();
-    hog.clear();
-    ::setrlimit(RLIMIT_NOFILE, &old);
+    squeeze.release();
     CHECK_FALSE(dog.fired());
     CHECK(reported.size() >= 8);
     CHECK(got == coev::error::closed);
