@@ -98,25 +98,31 @@ void signal_hub::update_fd() {
 
 void signal_hub::add(signal_set& s) {
     counts_.resize(max_signal + 1);
-    std::vector<int> added;
+    // Exactly what this call did, so a failure part-way undoes that and nothing another set
+    // holds (a bad signal may come after good ones, or before ones already held).
+    std::vector<int> counted, blocked;
+    auto set_blocked = [](int signo, int how) {
+        sigset_t one;
+        sigemptyset(&one);
+        sigaddset(&one, signo);
+        pthread_sigmask(how, &one, nullptr);
+    };
     try {
         for (int signo : s.signals_) {
             check_signal(signo);
+            counted.push_back(signo);
             if (counts_[std::size_t(signo)]++ > 0) continue;
-            added.push_back(signo);
             acquire_disposition(signo);
-            sigset_t one;
-            sigemptyset(&one);
-            sigaddset(&one, signo);
-            pthread_sigmask(SIG_BLOCK, &one, nullptr);
+            blocked.push_back(signo);
+            set_blocked(signo, SIG_BLOCK);
         }
         update_fd();
     } catch (...) {
-        for (int signo : s.signals_) {
-            if (signo < 1 || signo > max_signal) continue;
-            if (counts_[std::size_t(signo)] > 0) --counts_[std::size_t(signo)];
+        for (int signo : counted) --counts_[std::size_t(signo)];
+        for (int signo : blocked) {
+            release_disposition(signo);  // a delivery pending now goes to the old handler
+            set_blocked(signo, SIG_UNBLOCK);
         }
-        for (int signo : added) release_disposition(signo);
         throw;
     }
     s.next_ = sets_;

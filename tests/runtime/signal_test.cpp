@@ -225,3 +225,49 @@ TEST_CASE("a waiter woken by its set's destruction can be cancelled or destroyed
         loop.reset();  // destroys the queued waiter's frame
     }
 }
+
+TEST_CASE("a signal_set that fails part-way undoes only what it did") {
+    coev::event_loop loop;
+    usr2_handler counting;
+    coev::signal_set held(loop, {SIGUSR1});
+    // The bad signal first: the set must not give back SIGUSR1, which `held` holds.
+    CHECK_THROWS_AS(coev::signal_set(loop, {SIGKILL, SIGUSR1}), std::invalid_argument);
+    // The bad signal last: SIGUSR2 was taken, then must be handed back, unblocked.
+    CHECK_THROWS_AS(coev::signal_set(loop, {SIGUSR2, SIGSTOP}), std::invalid_argument);
+    ::raise(SIGUSR2);
+    CHECK(usr2_calls == 1);  // the previous handler has it again, at once
+
+    // Another set rebuilds the signalfd's mask: SIGUSR1 must still be in it.
+    coev::signal_set other(loop, {SIGHUP});
+    coev::result<int> got;
+    auto t = [&]() -> coev::task<> {
+        ::raise(SIGUSR1);
+        got = co_await held.wait();
+    };
+    coev::spawn(loop, t());
+    watchdog wd(loop);
+    loop.run();
+    CHECK_FALSE(wd.fired());
+    REQUIRE(got.has_value());
+    CHECK(*got == SIGUSR1);
+}
+
+TEST_CASE("several tasks waiting on one signal_set all wake") {
+    coev::event_loop loop;
+    coev::signal_set set(loop, {SIGUSR1});
+    int woken = 0;
+    auto waiter = [&]() -> coev::task<> {
+        auto r = co_await set.wait();
+        if (r && *r == SIGUSR1) ++woken;
+    };
+    auto raiser = []() -> coev::task<> {
+        ::raise(SIGUSR1);
+        co_return;
+    };
+    for (int i = 0; i < 3; ++i) coev::spawn(loop, waiter());
+    coev::spawn(loop, raiser());  // runs after the three waits are armed
+    watchdog wd(loop);
+    loop.run();
+    CHECK_FALSE(wd.fired());
+    CHECK(woken == 3);
+}
