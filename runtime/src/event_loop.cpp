@@ -195,7 +195,8 @@ bool event_loop::run_once() {
     scope s(this);
     stop_flag_.store(false, std::memory_order_relaxed);
     exit_flag_ = false;
-    iterate(true);
+    // As EVLOOP_ONCE: a loop with nothing pending has nothing to wait for, so it returns.
+    iterate(has_pending());
     got_stop_ = stop_flag_.load(std::memory_order_relaxed);
     got_exit_ = exit_flag_;
     return has_pending();

@@ -87,6 +87,24 @@ TEST_CASE("run_once() waits for an event when nothing is ready and runs what it 
     CHECK(coev::clock::now() - t0 >= 9ms);
 }
 
+TEST_CASE("run_once() on a loop with nothing pending returns at once, as EVLOOP_ONCE does") {
+    coev::event_loop loop;
+    // Should it block, stop() from another thread (after far longer than a return takes)
+    // ends the wait, and the elapsed time tells.
+    std::atomic<bool> returned{false};
+    std::thread rescuer([&] {
+        for (int i = 0; i < 500 && !returned.load(); ++i) std::this_thread::sleep_for(10ms);
+        if (!returned.load()) loop.stop();
+    });
+    const auto t0 = coev::clock::now();
+    const bool pending = loop.run_once();
+    returned = true;
+    const auto took = coev::clock::now() - t0;
+    rescuer.join();
+    CHECK_FALSE(pending);
+    CHECK(took < 2s);
+}
+
 TEST_CASE("poll() runs what is ready without waiting") {
     coev::event_loop loop;
     std::stop_source stop;

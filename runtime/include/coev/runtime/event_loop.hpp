@@ -162,7 +162,7 @@ public:
     /// deadline of stop_after().
     void run(run_mode mode = run_mode::until_empty);
     /// One iteration: waits for something to happen if nothing is ready, runs what became
-    /// ready (EVLOOP_ONCE). Returns has_pending().
+    /// ready (EVLOOP_ONCE). Returns has_pending(). With nothing pending it returns at once.
     bool run_once();
     /// One iteration without waiting (EVLOOP_NONBLOCK). Returns has_pending().
     bool poll();
