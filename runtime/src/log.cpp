@@ -68,15 +68,24 @@ void set_log_handler(std::function<void(log_level, std::string_view)> h) {
 void set_log_level(log_level level) noexcept { min_level.store(int(level)); }
 log_level get_log_level() noexcept { return log_level(min_level.load()); }
 
+// Set while this thread runs the log handler: what the handler logs itself goes to stderr
+// instead of back into the handler (and into the lock this thread already holds).
+static thread_local bool in_log_handler = false;
+
 void log(log_level level, std::string_view message) noexcept {
     if (int(level) < min_level.load(std::memory_order_relaxed)) return;
-    std::lock_guard lock(log_mutex);
-    if (handler()) {
-        try {
-            handler()(level, message);
-        } catch (...) {
+    std::unique_lock lock(log_mutex, std::defer_lock);
+    if (!in_log_handler) {
+        lock.lock();
+        if (handler()) {
+            in_log_handler = true;
+            try {
+                handler()(level, message);
+            } catch (...) {
+            }
+            in_log_handler = false;
+            return;
         }
-        return;
     }
     std::fprintf(stderr, "[coev %s] %.*s\n", level_name(level), int(message.size()),
                  message.data());

@@ -8,6 +8,7 @@
 #include <csignal>
 #include <sstream>
 #include <string>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <vector>
 
@@ -260,4 +261,67 @@ TEST_CASE("a cancelled wait leaves nothing in dump() and nothing pending") {
     CHECK(lines.size() == 1);
     CHECK(lines[0].find("ready=0 timers=0 waits=0") != std::string::npos);
     CHECK_FALSE(loop.has_pending());
+}
+
+TEST_CASE("the log level drops lines below it; a line logged by the handler does not deadlock") {
+    const coev::log_level was = coev::get_log_level();
+    std::vector<std::string> seen;
+    coev::set_log_handler([&](coev::log_level, std::string_view line) {
+        seen.emplace_back(line);
+        coev::log(coev::log_level::error, "from inside the handler");  // to stderr instead
+    });
+    coev::set_log_level(coev::log_level::warn);
+    CHECK(coev::get_log_level() == coev::log_level::warn);
+    coev::log(coev::log_level::info, "dropped");
+    coev::log(coev::log_level::error, "kept");
+    coev::set_log_level(coev::log_level::debug);
+    coev::log(coev::log_level::debug, "kept too");
+    coev::set_log_handler(nullptr);
+    coev::set_log_level(was);
+    CHECK(seen == std::vector<std::string>{"kept", "kept too"});
+}
+
+namespace {
+int fatal_pipe = -1;
+void fatal_to_pipe(std::string_view message) {
+    [[maybe_unused]] auto r = ::write(fatal_pipe, message.data(), message.size());
+}
+}  // namespace
+
+TEST_CASE("fatal() calls the fatal handler, then aborts") {
+    int p[2];
+    REQUIRE(::pipe(p) == 0);
+    const pid_t child = ::fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+        ::close(p[0]);
+        fatal_pipe = p[1];
+        coev::set_fatal_handler(&fatal_to_pipe);
+        coev::fatal("the end");
+        ::_exit(0);  // not reached: fatal() never returns
+    }
+    ::close(p[1]);
+    char buf[64] = {};
+    const ssize_t n = ::read(p[0], buf, sizeof buf);
+    ::close(p[0]);
+    int status = 0;
+    REQUIRE(::waitpid(child, &status, 0) == child);
+    CHECK(std::string(buf, n > 0 ? std::size_t(n) : 0) == "the end");
+    REQUIRE(WIFSIGNALED(status));
+    CHECK(WTERMSIG(status) == SIGABRT);
+}
+
+TEST_CASE("result<T>::value() throws std::system_error carrying the error") {
+    coev::result<int> bad = std::make_error_code(std::errc::timed_out);
+    REQUIRE_FALSE(bad.has_value());
+    try {
+        (void)bad.value();
+        FAIL("value() returned");
+    } catch (const std::system_error& e) {
+        CHECK(e.code() == std::errc::timed_out);
+    }
+    coev::result<void> bad_void = std::make_error_code(std::errc::operation_canceled);
+    CHECK_THROWS_AS(bad_void.value(), std::system_error);
+    coev::result<int> good = 7;
+    CHECK(good.value() == 7);
 }

@@ -16,6 +16,7 @@ void set_log_handler(std::function<void(log_level, std::string_view)> handler);
 /// Lines below `level` are dropped before formatting.
 void set_log_level(log_level level) noexcept;
 log_level get_log_level() noexcept;
+/// Sends a line to the handler. A line the handler itself logs goes to stderr instead.
 void log(log_level level, std::string_view message) noexcept;
 
 /// Called for internal errors coev cannot recover from (default: print and abort()). If the
