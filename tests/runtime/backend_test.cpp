@@ -128,38 +128,77 @@ TEST_CASE("select refuses an fd at or above FD_SETSIZE with invalid_argument") {
 
 // The buffer of a cancelled read lives in the task's frame; if the kernel could still write
 // into it after the task resumed and ended, ASan would see it. The bytes sent afterwards must
-// also still be there: the cancelled receive consumed nothing.
+// also still be there: the cancelled receive consumed nothing. A pipe and a datagram socket
+// put the task's own buffer in the kernel's hands (IORING_OP_READ, IORING_OP_RECV), so their
+// cancel is IORING_OP_ASYNC_CANCEL; a stream socket's read waits in coev's receive queue.
 TEST_CASE("a cancelled io_uring read resumes only when the kernel is done with its buffer") {
     if (!uring_works()) return;
     coev::event_loop loop(only("io_uring"));
-    auto s = make_socket_pair();
+    coev::unique_fd rd, wr;
+    SUBCASE("pipe") {
+        int p[2];
+        REQUIRE(::pipe2(p, O_NONBLOCK | O_CLOEXEC) == 0);
+        rd = coev::unique_fd(p[0]);
+        wr = coev::unique_fd(p[1]);
+    }
+    SUBCASE("datagram socket") {
+        auto s = make_socket_pair(SOCK_DGRAM);
+        rd = std::move(s.a);
+        wr = std::move(s.b);
+    }
+    SUBCASE("stream socket") {
+        auto s = make_socket_pair();
+        rd = std::move(s.a);
+        wr = std::move(s.b);
+    }
     std::stop_source stop;
     coev::result<std::size_t> first, second;
     std::string got;
     auto reader = [&]() -> coev::task<> {
         auto buf = std::make_unique<std::byte[]>(64);
-        first = co_await coev::read_some(s.a.get(), std::span(buf.get(), 64));
+        first = co_await coev::read_some(rd.get(), std::span(buf.get(), 64));
     };
     auto canceller = [&]() -> coev::task<> {
         stop.request_stop();
         co_return;
     };
     coev::spawn(loop, reader(), {.stop = stop.get_token()});
-    loop.poll();  // the read is submitted and waits in the kernel
+    loop.poll();  // the read is submitted and waits
     coev::spawn(loop, canceller());
     watchdog wd(loop);
     loop.run();
     CHECK(first.error() == std::errc::operation_canceled);
-    REQUIRE(send_now(s.b.get(), "after") == 5);
+    REQUIRE(::write(wr.get(), "after", 5) == 5);
     auto again = [&]() -> coev::task<> {
         std::byte buf[64];
-        second = co_await coev::read_some(s.a.get(), buf);
+        second = co_await coev::read_some(rd.get(), buf);
         if (second) got.assign(reinterpret_cast<const char*>(buf), *second);
     };
     coev::spawn(loop, again());
     loop.run();
     REQUIRE(second.has_value());
     CHECK(got == "after");
+    CHECK_FALSE(wd.fired());
+}
+
+TEST_CASE("destroying an io_uring loop with a pipe read in flight cancels it first") {
+    if (!uring_works()) return;
+    int p[2];
+    REQUIRE(::pipe2(p, O_NONBLOCK | O_CLOEXEC) == 0);
+    coev::unique_fd rd(p[0]), wr(p[1]);
+    {
+        coev::event_loop loop(only("io_uring"));
+        auto reader = [&]() -> coev::task<> {
+            std::byte buf[256];  // in the frame: the kernel holds it until the cancel lands
+            (void)co_await coev::read_some(rd.get(), buf);
+        };
+        coev::spawn(loop, reader());
+        loop.poll();
+    }  // the frame (and its buffer) dies here
+    // The cancelled read took nothing: what is written now is still there to read.
+    REQUIRE(::write(wr.get(), "late", 4) == 4);
+    char buf[8];
+    CHECK(::read(rd.get(), buf, sizeof buf) == 4);
 }
 
 TEST_CASE("destroying an io_uring loop with reads in flight waits for the kernel first") {

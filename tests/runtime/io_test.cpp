@@ -257,6 +257,50 @@ TEST_CASE("read_some on a datagram socket returns one message per read and stran
     CHECK_FALSE(wd.fired());
 }
 
+TEST_CASE("readv_some after read_some on one socket continues where the read stopped") {
+    // io_uring receives a socket's bytes ahead into a queue: readv must read from it too,
+    // not from the kernel past it.
+    coev::event_loop loop;
+    auto s = make_socket_pair();
+    watchdog wd(loop);
+    std::string first, second, third;
+    std::error_code failed;
+    auto reader = [&]() -> coev::task<> {
+        std::vector<std::byte> buf(4);
+        auto n = co_await coev::read_some(s.a.get(), buf);
+        if (!n) {
+            failed = n.error();
+            co_return;
+        }
+        first = as_string(buf, *n);
+        for (std::string* out : {&second, &third}) {
+            char x[2], y[2];
+            const iovec iov[2] = {{x, sizeof x}, {y, sizeof y}};
+            auto m = co_await coev::with_timeout(5s, coev::readv_some(s.a.get(), iov));
+            if (!m) {
+                failed = m.error();
+                co_return;
+            }
+            *out = std::string(x, std::min<std::size_t>(*m, 2)) +
+                   std::string(y, *m > 2 ? *m - 2 : 0);
+        }
+    };
+    auto writer = [&]() -> coev::task<> {
+        (void)co_await coev::sleep_for(5ms);  // the reader waits first
+        send_now(s.b.get(), "abcdefgh");
+        (void)co_await coev::sleep_for(5ms);
+        send_now(s.b.get(), "ijkl");
+    };
+    coev::spawn(loop, reader());
+    coev::spawn(loop, writer());
+    loop.run();
+    CHECK_FALSE(failed);
+    CHECK(first == "abcd");
+    CHECK(second == "efgh");
+    CHECK(third == "ijkl");
+    CHECK_FALSE(wd.fired());
+}
+
 TEST_CASE("read_some returns 0 at end of file, again and again") {
     coev::event_loop loop;
     int fd = -1;

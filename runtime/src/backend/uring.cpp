@@ -11,11 +11,13 @@
 
 #include <cerrno>
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <liburing.h>
 #include <poll.h>
 #include <string>
 #include <sys/eventfd.h>
+#include <sys/utsname.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -68,6 +70,10 @@ struct recv_stream {
 class uring_backend final : public backend {
 public:
     uring_backend() {
+        // Older kernels set the ring up but then refuse what the loop relies on (multishot
+        // poll: 5.13; cancelling every request at shutdown: 5.19), which would spin or hang
+        // the loop instead of failing: fall back to the next backend.
+        require_kernel(5, 19);
         // Best first: task work deferred to our own wait (one issuer, the loop's thread; the
         // ring starts disabled so whichever thread runs the loop becomes that issuer), then
         // cooperative task work, then whatever the kernel takes.
@@ -99,6 +105,17 @@ public:
         }
         arm_poll(wakefd_, wake_tag);
     }
+    static void require_kernel(int major, int minor) {
+        utsname u{};
+        int ma = 0, mi = 0;
+        if (::uname(&u) == 0 && std::sscanf(u.release, "%d.%d", &ma, &mi) == 2 &&
+            (ma > major || (ma == major && mi >= minor)))
+            return;
+        throw std::system_error(errno_code(ENOSYS),
+                                std::string("io_uring: kernel ") + u.release + " is older than " +
+                                    std::to_string(major) + "." + std::to_string(minor));
+    }
+
     ~uring_backend() override {
         io_uring_queue_exit(&ring_);
         ::close(wakefd_);
@@ -138,8 +155,10 @@ public:
 
     void submit(io_wait& w, fd_state& st) noexcept override {
         auto& rw = static_cast<rw_wait&>(w);
-        if (w.op == io_op::read && !st.not_socket && !w.poll_first && rw.len > 0 &&
-            !buffers_failed_ && buffers_ready() && stream_socket(w.fd, st)) {
+        // readv too: a socket's bytes may already sit in its receive queue, and a readv sent
+        // to the kernel would overtake them (or race the multishot receive for what comes).
+        if ((w.op == io_op::read || w.op == io_op::readv) && !st.not_socket && !w.poll_first &&
+            rw.len > 0 && !buffers_failed_ && buffers_ready() && stream_socket(w.fd, st)) {
             park(rw);
             return;
         }
@@ -394,7 +413,8 @@ private:
     }
 
     recv_stream* parked_on(io_wait& w) noexcept {
-        if ((w.op != io_op::read && w.op != io_op::poll) || std::size_t(w.fd) >= streams_.size())
+        if ((w.op != io_op::read && w.op != io_op::readv && w.op != io_op::poll) ||
+            std::size_t(w.fd) >= streams_.size())
             return nullptr;
         recv_stream* rs = streams_[std::size_t(w.fd)];
         return rs && rs->waiter == &w ? rs : nullptr;
@@ -437,7 +457,18 @@ private:
 
     // Copies queued bytes into the waiter's buffer; returns bytes, or the stream's end (0 for
     // EOF, -errno) once nothing is queued.
-    int deliver(recv_stream& rs, rw_wait& w) noexcept { return deliver(rs, w.buf, w.len); }
+    int deliver(recv_stream& rs, rw_wait& w) noexcept {
+        if (w.op != io_op::readv) return deliver(rs, w.buf, w.len);
+        if (rs.queued == 0) return rs.end;
+        int done = 0;
+        const auto* iov = static_cast<const iovec*>(w.buf);
+        for (std::uint32_t i = 0; i < w.count && rs.queued > 0; ++i) {
+            const int n = deliver(rs, iov[i].iov_base, iov[i].iov_len);
+            done += n;
+            if (std::size_t(n) < iov[i].iov_len) break;
+        }
+        return done;
+    }
     int deliver(recv_stream& rs, void* buf, std::size_t len) noexcept {
         if (rs.queued == 0) return rs.end;
         auto* out = static_cast<char*>(buf);
@@ -529,7 +560,10 @@ private:
 
     void submit_plain_recv(rw_wait& w) noexcept {
         io_uring_sqe* sqe = get_sqe();
-        io_uring_prep_recv(sqe, w.fd, w.buf, w.len, 0);
+        if (w.op == io_op::readv)
+            io_uring_prep_readv(sqe, w.fd, static_cast<const iovec*>(w.buf), w.count, -1);
+        else
+            io_uring_prep_recv(sqe, w.fd, w.buf, w.len, 0);
         io_uring_sqe_set_data(sqe, &w);
         ++in_flight_;
     }
