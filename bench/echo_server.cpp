@@ -118,6 +118,7 @@ int main(int argc, char** argv) {
 
     coev::loop_config cfg;
     cfg.prefer = backend;
+    cfg.ignore_env = !backend.empty();  // the flag wins over COEV_BACKEND
     coev::event_loop loop(cfg);
     if (!backend.empty() && loop.backend_name() != backend) {
         std::fprintf(stderr, "echo_server: backend '%s' unavailable (got %.*s)\n", backend.c_str(),

@@ -94,6 +94,7 @@ int main(int argc, char** argv) {
 
     coev::loop_config cfg;
     cfg.prefer = backend;
+    cfg.ignore_env = !backend.empty();  // the flag wins over COEV_BACKEND
     coev::event_loop loop(cfg);
     if (!backend.empty() && loop.backend_name() != backend) {
         std::fprintf(stderr, "pipe_chain: backend '%s' unavailable (got %.*s)\n", backend.c_str(),

@@ -57,6 +57,7 @@ figures run_once(long n, const std::string& backend, bool by_stop) {
     };
     coev::loop_config cfg;
     cfg.prefer = backend;
+    cfg.ignore_env = !backend.empty();  // the flag wins over COEV_BACKEND
     coev::event_loop loop(cfg);
 
     // Untimed, like the twin's event_new(): the frames and the stop sources.
@@ -129,6 +130,20 @@ int main(int argc, char** argv) {
         else usage();
     }
     if (n < 2 || reps < 1 || (cancel_mode != "timer" && cancel_mode != "stop")) usage();
+    {
+        coev::loop_config cfg;
+        cfg.prefer = backend;
+        cfg.ignore_env = !backend.empty();
+        coev::event_loop probe(cfg);
+        if (!backend.empty() && probe.backend_name() != backend) {
+            std::fprintf(stderr, "timers: backend '%s' unavailable (got %.*s)\n", backend.c_str(),
+                         int(probe.backend_name().size()), probe.backend_name().data());
+            return 2;
+        }
+        std::fprintf(stderr, "timers: coev %.*s, backend %.*s\n", int(coev::version().size()),
+                     coev::version().data(), int(probe.backend_name().size()),
+                     probe.backend_name().data());
+    }
     std::vector<double> add, cancel, fire;
     for (long r = 0; r < reps; ++r) {
         figures f = run_once(n, backend, cancel_mode == "stop");
