@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The main job: coev beside libevent on the same work, a short run (about three minutes),
+# The main job: coev beside libevent on the same work, a short run (under two minutes),
 # printing the ratio table. Installs and builds what is missing first (a release build).
 # Pass --full for the longer run recorded in docs/benchmarks.md.
 set -euo pipefail

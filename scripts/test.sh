@@ -4,7 +4,11 @@
 # "N passed, N failed" over both builds; it exits non-zero if anything failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh || exit 1
+if ! bash scripts/setup.sh; then
+    echo "setup failed: nothing was built or run"
+    echo "0 passed, 1 failed"
+    exit 1
+fi
 
 jobs=${COEV_JOBS:-2}
 status=0
@@ -40,9 +44,9 @@ for d in sys.argv[1:]:
         if r in ("OK", "EXPECTEDFAIL"): passed += 1
         elif r == "SKIP": skipped += 1
         else: failed += 1
-line = f"{passed} passed, {failed} failed"
-if skipped: line += f", {skipped} skipped"
-print(line)
+if skipped:
+    print(f"{skipped} skipped")
+print(f"{passed} passed, {failed} failed")
 sys.exit(1 if failed else 0)
 PY
 exit $status
