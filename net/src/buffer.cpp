@@ -360,8 +360,9 @@ result<void> buffer::add_file(int fd, off_t offset, std::size_t length) {
     if (frozen_back_) frozen("append to a frozen end");
     struct stat sb;
     if (::fstat(fd, &sb) != 0) return last_error();
-    if (offset < 0 || (S_ISREG(sb.st_mode) && std::uint64_t(offset) + length >
-                                                  std::uint64_t(sb.st_size)))
+    // Regular files only: a pipe or socket has no offsets to pread() or sendfile() from.
+    if (!S_ISREG(sb.st_mode) || offset < 0 ||
+        std::uint64_t(offset) + length > std::uint64_t(sb.st_size))
         return std::make_error_code(std::errc::invalid_argument);
     if (length == 0) {
         ::close(fd);
@@ -748,6 +749,12 @@ result<std::size_t> buffer::write_to(int fd, std::size_t max) {
         } while (n < 0 && errno == EINTR);
         if (n < 0 && (errno == EINVAL || errno == ENOSYS)) {
             bytes_of(head_);  // this sink takes no sendfile(): read the range in and writev it
+            return write_to(fd, max);
+        }
+        if (n == 0) {
+            // The file ended before the range did (it shrank since add_file): that part reads
+            // as zeros, as it does for copy_out(); sending nothing forever would hang a flush.
+            bytes_of(head_);
             return write_to(fd, max);
         }
     } else {

@@ -251,6 +251,13 @@ TEST_CASE("every end-of-line style finds lines across segment boundaries") {
         b.append("\n");
         CHECK(b.read_line(eol_style::crlf_strict) == std::optional<std::string>("line"));
     }
+    SUBCASE("any takes a CR at the very end as it stands, as EVBUFFER_EOL_ANY does") {
+        buffer b = segmented({"line\r"});
+        CHECK(b.read_line(eol_style::any) == std::optional<std::string>("line"));
+        b.append("\nnext\n");
+        CHECK(b.read_line(eol_style::any) == std::optional<std::string>(""));
+        CHECK(b.read_line(eol_style::any) == std::optional<std::string>("next"));
+    }
     SUBCASE("a lone CR inside a line is data for crlf_strict, an end for any") {
         buffer b = segmented({"a\rb", "\r\n"});
         CHECK(b.find_eol(eol_style::crlf_strict)->pos == 3);
@@ -353,10 +360,34 @@ TEST_CASE("add_file bytes come out through copy_out, pullup and write_to") {
         CHECK(b.empty());
         CHECK(got == "<" + content + ">");
     }
-    SUBCASE("a range past the end of the file is refused") {
+    SUBCASE("a file that shrinks after add_file is still written out, its lost end as zeros") {
+        auto ac_ = coev_test::make_socket_pair();
+        buffer b;
+        REQUIRE(b.add_file(::dup(fd), 0, 10'000));
+        REQUIRE(::ftruncate(fd, 100) == 0);
+        std::string got;
+        for (int i = 0; i < 1000 && !b.empty(); ++i) {
+            auto n = b.write_to(ac_.a.get());
+            if (!n) REQUIRE(n.error() == std::errc::resource_unavailable_try_again);
+            char tmp[65536];
+            for (;;) {
+                ssize_t r = ::recv(ac_.b.get(), tmp, sizeof tmp, MSG_DONTWAIT);
+                if (r <= 0) break;
+                got.append(tmp, std::size_t(r));
+            }
+        }
+        CHECK(b.empty());
+        CHECK(got == content.substr(0, 100) + std::string(9'900, '\0'));
+    }
+    SUBCASE("a range past the end of the file, or an fd that is not a file, is refused") {
         buffer b;
         CHECK(b.add_file(fd, 19'000, 5000).error() == std::errc::invalid_argument);
         CHECK(b.add_file(-1, 0, 1).error() == std::errc::bad_file_descriptor);
+        int p[2];
+        REQUIRE(::pipe(p) == 0);
+        CHECK(b.add_file(p[0], 0, 10).error() == std::errc::invalid_argument);
+        ::close(p[0]);
+        ::close(p[1]);
         CHECK(b.empty());
     }
     ::close(fd);

@@ -95,9 +95,12 @@ public:
     /// been drained or the buffer holding it is destroyed.
     void add_reference(std::span<const std::byte> data, release_fn release);
     /// Appends `length` bytes of the file `fd` from `offset`; on success the buffer owns the fd
-    /// and closes it once the bytes are gone (on an error it stays the caller's). Written with sendfile() by write_to() when the sink is a socket or pipe; read with
-    /// pread() when the bytes are peeked, copied or pulled up.
-    /// Errors: EBADF and the like from fstat(); EINVAL when the range lies beyond the file.
+    /// and closes it once the bytes are gone (on an error it stays the caller's). Written with
+    /// sendfile() by write_to() when the sink is a socket or pipe; read with pread() when the
+    /// bytes are peeked, copied or pulled up.
+    /// If the file shrinks afterwards, the bytes it no longer has read (and are sent) as zeros.
+    /// Errors: EBADF and the like from fstat(); EINVAL when `fd` is not a regular file or the
+    /// range lies beyond its end.
     result<void> add_file(int fd, off_t offset, std::size_t length);
 
     // ---- reading straight into the buffer ----
@@ -129,7 +132,9 @@ public:
     std::optional<std::size_t> search_range(std::string_view what, std::size_t start,
                                             std::size_t end) const;
     /// The first end of line at or after `start` in `style`. A CR at the very end may be the
-    /// first half of a CRLF still to come: crlf_strict and any report no match for it yet.
+    /// first half of a CRLF still to come: crlf_strict reports no match for it yet. `any`
+    /// takes the run of CR and LF as it stands, as EVBUFFER_EOL_ANY does: a CRLF split
+    /// between two reads ends one line at the CR, and the LF then ends an empty one.
     std::optional<eol_match> find_eol(eol_style style, std::size_t start = 0) const;
     /// Removes and returns the first line, without its end of line; nullopt if none is complete.
     std::optional<std::string> read_line(eol_style style);
