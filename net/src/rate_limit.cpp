@@ -85,7 +85,7 @@ void rate_limiter::give_back(int dir, std::size_t n) noexcept {
 
 task<result<std::size_t>> rate_limiter::acquire(int dir, std::size_t max) {
     if (max == 0) co_return std::size_t(0);
-    bool queued = false;
+    bool queued = false;  // in the group's queue for `dir`
     for (;;) {
         event_loop* loop = event_loop::current();
         const time_point now = loop->now();
@@ -99,25 +99,38 @@ task<result<std::size_t>> rate_limiter::acquire(int dir, std::size_t max) {
             cap = std::max<std::size_t>(shared->burst() / std::max<std::size_t>(group_->members_, 1), 1);
             queue = &group_->waiting_[dir];
         }
+        // While we slept, leave() or join() may have taken our place away, or the group may
+        // have stopped limiting: hold no place in a queue we are not waiting in.
+        if (queued && (!queue || std::find(queue->begin(), queue->end(), this) == queue->end())) {
+            if (group_ && !queue) std::erase(group_->waiting_[dir], this);
+            queued = false;
+        }
+        std::size_t mine = own_[dir].take(max, cap, now);
+        if (mine == 0) {
+            // Our own limit holds us back: give up our turn meanwhile, or every member behind
+            // us would wait for our bucket too.
+            if (queued) std::erase(*queue, this);
+            queued = false;
+            auto slept = co_await sleep_for(
+                std::max<duration>(own_[dir].wait_for(max, cap, now), std::chrono::milliseconds(1)));
+            if (!slept) co_return slept.error();
+            continue;
+        }
         const bool my_turn = !queue || queue->empty() || queue->front() == this;
         if (my_turn) {
-            std::size_t mine = own_[dir].take(max, cap, now);
-            if (mine > 0) {
-                std::size_t ours = shared ? shared->take(mine, cap, now) : mine;
-                if (ours > 0) {
-                    if (ours < mine) own_[dir].give_back(mine - ours);
-                    if (queued) queue->pop_front();
-                    co_return ours;
-                }
-                own_[dir].give_back(mine);
+            std::size_t ours = shared ? shared->take(mine, cap, now) : mine;
+            if (ours > 0) {
+                if (ours < mine) own_[dir].give_back(mine - ours);
+                if (queued) queue->pop_front();
+                co_return ours;
             }
         }
+        own_[dir].give_back(mine);
         if (queue && !queued) {
             queue->push_back(this);
             queued = true;
         }
-        duration wait = own_[dir].wait_for(max, cap, now);
-        if (shared) wait = std::max(wait, shared->wait_for(max, cap, now));
+        duration wait = shared ? shared->wait_for(max, cap, now) : duration::zero();
         auto slept = co_await sleep_for(std::max<duration>(wait, std::chrono::milliseconds(1)));
         if (!slept) {
             if (queued && group_) std::erase(group_->waiting_[dir], this);

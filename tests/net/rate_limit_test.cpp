@@ -157,3 +157,92 @@ TEST_CASE("a group shares its rate fairly among three streams") {
     readers.clear();
     CHECK(group.members() == 0);
 }
+
+TEST_CASE("a member limited by its own rate does not hold back the rest of its group") {
+    coev::event_loop loop;
+    watchdog dog(loop, 30s);
+    constexpr std::size_t rate = 400 * 1024, burst = 16 * 1024;
+    rate_limit_group group({.read_rate = rate, .read_burst = burst});
+    auto slow_ = connected();
+    auto fast_ = connected();
+    slow_.second.join(group);
+    fast_.second.join(group);
+    slow_.second.set_rate_limit({.read_rate = 2 * 1024, .read_burst = 1024});
+    bool stop = false;
+    double fast = 0, slow = 0;
+    auto run = [&]() -> coev::task<> {
+        coev::task_group floods, measures;
+        floods.spawn(flood(slow_.first, stop));
+        floods.spawn(flood(fast_.first, stop));
+        auto one = [](stream& s, double& out) -> coev::task<> {
+            out = co_await measure_reads(s, 1s, burst);
+        };
+        measures.spawn(one(slow_.second, slow));
+        measures.spawn(one(fast_.second, fast));
+        (void)co_await measures.join();
+        stop = true;
+        for (stream* s : {&slow_.first, &slow_.second, &fast_.first, &fast_.second}) s->close();
+        (void)co_await floods.join();
+    };
+    coev::spawn(loop, run());
+    loop.run();
+    CHECK_FALSE(dog.fired());
+    CAPTURE(fast);
+    CAPTURE(slow);
+    CHECK(slow < 4.0 * 1024);  // its own limit, 2 KiB/s
+    CHECK(fast > rate * 0.5);  // most of the group's rate: the slow member takes little
+    CHECK(fast < rate * 1.2);
+}
+
+TEST_CASE("members leave a group, or the group stops limiting, while they wait for tokens") {
+    coev::event_loop loop;
+    watchdog dog(loop, 30s);
+    constexpr std::size_t rate = 64 * 1024, burst = 4 * 1024;
+    rate_limit_group group({.read_rate = rate, .read_burst = burst});
+    std::vector<std::pair<stream, stream>> pairs;
+    pairs.reserve(3);  // members do not move
+    for (int i = 0; i < 3; ++i) {
+        pairs.push_back(connected());
+        pairs.back().second.join(group);
+    }
+    bool stop = false;
+    std::vector<std::size_t> got(3);
+    auto reader = [](stream& s, std::size_t& total, const bool& stop) -> coev::task<> {
+        while (!stop) {
+            auto n = co_await s.fill();
+            if (!n || *n == 0) co_return;
+            total += s.input().drain(*n);
+        }
+    };
+    auto run = [&]() -> coev::task<> {
+        coev::task_group floods, readers;
+        for (auto& p : pairs) floods.spawn(flood(p.first, stop));
+        for (std::size_t i = 0; i < 3; ++i) readers.spawn(reader(pairs[i].second, got[i], stop));
+        (void)co_await coev::sleep_for(100ms);  // all three are queued for the group's tokens
+        pairs[0].second.leave_group();
+        (void)co_await coev::sleep_for(100ms);
+        rate_limit_group other({.read_rate = rate, .read_burst = burst});
+        pairs[1].second.join(other);  // moves while it waits
+        (void)co_await coev::sleep_for(100ms);
+        group.configure({});  // no limit any more
+        (void)co_await coev::sleep_for(100ms);
+        pairs[1].second.leave_group();  // `other` dies with this scope
+        stop = true;
+        for (auto& p : pairs) {
+            p.first.close();
+            p.second.close();
+        }
+        (void)co_await floods.join();
+        (void)co_await readers.join();
+    };
+    coev::spawn(loop, run());
+    loop.run();
+    CHECK_FALSE(dog.fired());
+    CAPTURE(got[0]);
+    CAPTURE(got[1]);
+    CAPTURE(got[2]);
+    // Out of the group, the first reader is unlimited for 300 ms: far beyond what the group
+    // (64 KiB/s shared by three) would have let it read.
+    CHECK(got[0] > 4 * rate);
+    CHECK(group.members() == 1);  // the third; the second moved to `other`, then left it
+}
