@@ -195,6 +195,95 @@ TEST_CASE("an over-long line is an error, not unbounded memory") {
     CHECK(got == coev::error::line_too_long);
 }
 
+TEST_CASE("read_until past the maximum line length is an error too") {
+    coev::event_loop loop;
+    watchdog dog(loop);
+    auto ab_ = connected();
+    auto& a = ab_.first;
+    auto& b = ab_.second;
+    b.set_max_line(100);
+    std::error_code got;
+    auto run = [&]() -> coev::task<> {
+        auto w = co_await a.write(std::string(10'000, 'x') + "END");
+        REQUIRE(w);
+        auto r = co_await b.read_until("END");
+        REQUIRE_FALSE(r);
+        got = r.error();
+        CHECK(b.input().size() <= 100 + 3 + buffered_stream<unix_stream>::read_chunk);
+    };
+    coev::spawn(loop, run());
+    loop.run();
+    CHECK(got == coev::error::line_too_long);
+}
+
+TEST_CASE("the read low watermark makes fill() wait for that much") {
+    coev::event_loop loop;
+    watchdog dog(loop);
+    auto ab_ = connected();
+    auto& a = ab_.first;
+    auto& b = ab_.second;
+    b.set_read_watermarks(1000);
+    std::size_t filled = 0;
+    bool second_part_sent = false, filled_before_second = false;
+    auto reader = [&]() -> coev::task<> {
+        auto n = co_await b.fill();
+        REQUIRE(n);
+        filled = *n;
+        filled_before_second = !second_part_sent;
+    };
+    auto writer = [&]() -> coev::task<> {
+        auto w1 = co_await a.write(std::string(600, 'a'));
+        REQUIRE(w1);
+        (void)co_await coev::sleep_for(50ms);  // the reader has 600 bytes and keeps waiting
+        second_part_sent = true;
+        auto w2 = co_await a.write(std::string(600, 'b'));
+        REQUIRE(w2);
+    };
+    coev::spawn(loop, reader());
+    coev::spawn(loop, writer());
+    loop.run();
+    CHECK(filled >= 1000);
+    CHECK_FALSE(filled_before_second);
+}
+
+TEST_CASE("the write low watermark lets flush() return with that much still queued") {
+    coev::event_loop loop;
+    watchdog dog(loop);
+    auto ab_ = connected();
+    auto& a = ab_.first;
+    auto& b = ab_.second;
+    // More than the socket takes while nobody reads: flush() must stop at the mark.
+    constexpr std::size_t total = 4 * 1024 * 1024, low = 3 * 1024 * 1024;
+    a.set_write_low_watermark(low);
+    std::size_t left = 0, read = 0;
+    auto run = [&]() -> coev::task<> {
+        a.output().append(std::string(total, 'w'));
+        auto reader = [&]() -> coev::task<> {
+            while (read < total) {
+                auto n = co_await b.fill();
+                if (!n || *n == 0) co_return;
+                read += b.input().drain(*n);
+            }
+        };
+        coev::task_group g;
+        g.spawn(reader());
+        auto f = co_await a.flush();
+        REQUIRE(f);
+        left = a.output().size();
+        a.set_write_low_watermark(0);
+        auto rest = co_await a.flush();  // the rest, now that the mark is 0
+        REQUIRE(rest);
+        a.close();
+        (void)co_await g.join();
+    };
+    coev::spawn(loop, run());
+    loop.run();
+    CHECK(left > 0);
+    CHECK(left <= low);
+    CHECK(read == total);
+    CHECK_FALSE(dog.fired());
+}
+
 TEST_CASE("half-close: lines then a clean EOF; a reset peer is ECONNRESET") {
     coev::event_loop loop;
     watchdog dog(loop);

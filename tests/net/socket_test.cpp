@@ -7,6 +7,7 @@
 #include <coev/net/unix_stream.hpp>
 
 #include <cstdio>
+#include <fcntl.h>
 #include <string>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -384,6 +385,32 @@ TEST_CASE("socket options can be set and read back") {
     auto s6 = coev::net::socket::open(AF_INET6, SOCK_STREAM);
     REQUIRE(s6);
     CHECK(s6->set_v6only(true));
+}
+
+TEST_CASE("sockets are opened, and connections accepted, non-blocking and close-on-exec") {
+    auto flags_ok = [](int fd) {
+        return (::fcntl(fd, F_GETFL) & O_NONBLOCK) && (::fcntl(fd, F_GETFD) & FD_CLOEXEC);
+    };
+    auto s = coev::net::socket::open(AF_INET, SOCK_STREAM);
+    REQUIRE(s);
+    CHECK(flags_ok(s->native_handle()));
+    coev::event_loop loop;
+    watchdog dog(loop);
+    bool accepted_ok = false, connected_ok = false;
+    auto run = [&]() -> coev::task<> {
+        auto l = tcp_listener::bind(*endpoint::parse("127.0.0.1:0"));
+        REQUIRE(l);
+        auto c = co_await tcp_stream::connect(*l->local_endpoint(), 5s);
+        REQUIRE(c);
+        connected_ok = flags_ok(c->native_handle());
+        auto a = co_await l->accept();
+        REQUIRE(a);
+        accepted_ok = flags_ok(a->stream.native_handle());
+    };
+    coev::spawn(loop, run());
+    loop.run();
+    CHECK(connected_ok);
+    CHECK(accepted_ok);
 }
 
 TEST_CASE("a Unix connect to a full backlog fails with EAGAIN instead of a false success") {

@@ -165,6 +165,37 @@ TEST_CASE("a connect to a closed port fails with connection_refused") {
     CHECK(got == std::errc::connection_refused);
 }
 
+TEST_CASE("a connect that gets no answer ends with timed_out after its timeout") {
+    // A listener whose accept queue is full drops further SYNs (the client would retry in a
+    // second): connects past the queue's few places wait, and the timeout must end them.
+    coev::event_loop loop;
+    watchdog dog(loop, 30s);
+    std::error_code got;
+    coev::duration took{};
+    auto run = [&]() -> coev::task<> {
+        auto l = tcp_listener::bind(*endpoint::parse("127.0.0.1:0"), {.backlog = 1});
+        REQUIRE(l);
+        l->disable();  // nobody accepts: the queue fills
+        std::vector<tcp_stream> held;
+        for (int i = 0; i < 16 && !got; ++i) {
+            const auto t0 = coev::clock::now();
+            auto c = co_await tcp_stream::connect(*l->local_endpoint(), 200ms);
+            if (c) {
+                held.push_back(std::move(*c));
+                continue;
+            }
+            got = c.error();
+            took = coev::clock::now() - t0;
+        }
+    };
+    coev::spawn(loop, run());
+    loop.run();
+    CHECK_FALSE(dog.fired());
+    CHECK(got == std::errc::timed_out);
+    CHECK(took >= 150ms);
+    CHECK(took < 5s);
+}
+
 TEST_CASE("local and peer endpoints of a connection mirror each other") {
     coev::event_loop loop;
     auto run = [&]() -> coev::task<> {
