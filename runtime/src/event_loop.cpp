@@ -100,21 +100,57 @@ std::vector<std::string_view> supported_backends() {
     return out;
 }
 
+// The loops created on a thread or run on it: a unique_fd closed on that thread, inside a
+// task or not, must reach them. Shared, since a loop may outlive a thread it ran on; locked,
+// since a loop may be destroyed on another thread.
+struct detail::loop_list {
+    std::mutex mutex;
+    std::vector<event_loop*> loops;
+};
+
 namespace {
-// Every loop alive on this thread: a unique_fd closed outside run() must still reach them.
-thread_local std::vector<event_loop*> thread_loops;
+thread_local const std::shared_ptr<detail::loop_list> thread_loops =
+    std::make_shared<detail::loop_list>();
 }  // namespace
 
 void event_loop::forget_fd_everywhere(int fd) noexcept {
-    for (event_loop* l : thread_loops) l->forget_fd(fd);
+    detail::loop_list& list = *thread_loops;
+    const std::thread::id me = std::this_thread::get_id();
+    std::lock_guard lock(list.mutex);
+    for (event_loop* l : list.loops) {
+        // Never one running on another thread now: its tables are that thread's.
+        const std::thread::id runner = l->runner_.load(std::memory_order_acquire);
+        if (runner == std::thread::id{} || runner == me) l->forget_fd(fd);
+    }
+}
+
+void event_loop::note_thread() noexcept {
+    detail::loop_list* mine = thread_loops.get();
+    for (const auto& l : threads_)
+        if (l.get() == mine) return;
+    try {
+        threads_.push_back(thread_loops);
+        std::lock_guard lock(mine->mutex);
+        mine->loops.push_back(this);
+    } catch (...) {  // out of memory: closes on this thread just will not reach us
+    }
 }
 
 struct event_loop::scope {
+    event_loop* loop;
     event_loop* saved;
-    explicit scope(event_loop* l) noexcept : saved(detail::current_loop) {
+    std::thread::id saved_runner;
+    explicit scope(event_loop* l) noexcept
+        : loop(l),
+          saved(detail::current_loop),
+          saved_runner(l->runner_.exchange(std::this_thread::get_id(), std::memory_order_acq_rel)) {
         detail::current_loop = l;
+        l->note_thread();
     }
-    ~scope() { detail::current_loop = saved; }
+    ~scope() {
+        loop->runner_.store(saved_runner, std::memory_order_release);
+        detail::current_loop = saved;
+    }
 };
 
 
@@ -126,8 +162,7 @@ event_loop::event_loop(const loop_config& config)
       clock_(config.clock),
       precise_(config.precise_time) {
     completion_ = has_all(backend_->features(), backend_feature::completion);
-    thread_loops.push_back(this);
-    thread_list_ = &thread_loops;
+    note_thread();
     level_backend_ =
         !completion_ && !has_all(backend_->features(), backend_feature::edge_triggered);
     if (clock_ != clock_mode::monotonic) manual_now_ = clock::now();
@@ -141,7 +176,10 @@ event_loop::event_loop(const loop_config& config)
 event_loop::~event_loop() {
     scope s(this);  // awaiters that deregister while their frames die look us up
     // The list of the thread that created us (a loop may be destroyed elsewhere).
-    std::erase(*static_cast<std::vector<event_loop*>*>(thread_list_), this);
+    for (const auto& list : threads_) {
+        std::lock_guard lock(list->mutex);
+        std::erase(list->loops, this);
+    }
     // The kernel may still write into buffers that live in the frames about to die.
     backend_->quiesce(*this);
     // Queued wake-ups point into frames about to die; nothing runs again.

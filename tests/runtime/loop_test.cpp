@@ -589,3 +589,34 @@ TEST_CASE("version() matches the version in the headers") {
     CHECK(COEV_VERSION_NUMBER ==
           ((COEV_VERSION_MAJOR << 24) | (COEV_VERSION_MINOR << 16) | (COEV_VERSION_PATCH << 8)));
 }
+
+TEST_CASE("a loop made on one thread and run on another sees the fds its tasks close") {
+    // The close must reach the loop even though the closing thread did not create it: else
+    // the loop keeps the old fd's state, and a new socket given the same number is never
+    // watched (its read would wait for good).
+    coev::event_loop loop;
+    std::error_code first, second;
+    auto t = [&]() -> coev::task<> {
+        for (std::error_code* out : {&first, &second}) {
+            auto s = coev_test::make_socket_pair();
+            auto reader = [&]() -> coev::task<coev::result<std::size_t>> {
+                std::byte buf[16];
+                co_return co_await coev::with_timeout(5s, coev::read_some(s.a.get(), buf));
+            };
+            auto writer = [&]() -> coev::task<> {
+                (void)co_await coev::sleep_for(10ms);  // the read waits first
+                coev_test::send_now(s.b.get(), "x");
+            };
+            coev::task_group g;
+            g.spawn(writer());
+            auto r = co_await reader();
+            (void)co_await g.join();
+            *out = r ? std::error_code{} : r.error();
+        }  // both sockets close here, on the loop's thread; the next pair reuses the numbers
+    };
+    coev::spawn(loop, t());
+    std::thread runner([&] { loop.run(); });
+    runner.join();
+    CHECK_FALSE(first);
+    CHECK_FALSE(second);
+}

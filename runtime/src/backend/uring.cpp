@@ -74,12 +74,11 @@ public:
         // poll: 5.13; cancelling every request at shutdown: 5.19), which would spin or hang
         // the loop instead of failing: fall back to the next backend.
         require_kernel(5, 19);
-        // Best first: task work deferred to our own wait (one issuer, the loop's thread; the
-        // ring starts disabled so whichever thread runs the loop becomes that issuer), then
-        // cooperative task work, then whatever the kernel takes.
+        // Cooperative task work if the kernel has it. Not IORING_SETUP_SINGLE_ISSUER (nor the
+        // DEFER_TASKRUN it allows, nor a registered ring fd): those bind the ring to one
+        // thread, and a loop may be made on one thread, run on another and destroyed on a
+        // third, which must still cancel what is in flight.
         const unsigned attempts[] = {
-            IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_R_DISABLED |
-                IORING_SETUP_TASKRUN_FLAG,
             IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG,
             0,
         };
@@ -90,10 +89,7 @@ public:
             p.cq_entries = ring_entries * 4;
             p.flags |= IORING_SETUP_CQSIZE;
             r = io_uring_queue_init_params(ring_entries, &ring_, &p);
-            if (r == 0) {
-                disabled_ = flags & IORING_SETUP_R_DISABLED;
-                break;
-            }
+            if (r == 0) break;
             if (r != -EINVAL) break;  // ENOSYS, EPERM (sysctl, seccomp), ENOMEM: give up
         }
         if (r < 0) throw std::system_error(errno_code(-r), "io_uring_setup");
@@ -238,6 +234,9 @@ public:
         io_uring_sqe* sqe = get_sqe();
         io_uring_prep_cancel(sqe, &w, 0);
         io_uring_sqe_set_data64(sqe, cancel_tag);
+        // Now, not with the next batch: what the task does next (a listener disabled, then a
+        // connect) must not race the operation it has just cancelled.
+        io_uring_submit(&ring_);
     }
 
     void cancel_sync(event_loop& loop, io_wait& w) noexcept override {
@@ -283,21 +282,10 @@ private:
     io_uring_sqe* get_sqe() noexcept {
         io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
         while (!sqe) {  // the ring is full: hand what is queued to the kernel first
-            enable();
-            io_uring_submit(&ring_);
+                io_uring_submit(&ring_);
             sqe = io_uring_get_sqe(&ring_);
         }
         return sqe;
-    }
-
-    void enable() noexcept {
-        if (!disabled_) return;
-        disabled_ = false;
-        // Raw syscall: Debian 12's liburing declares io_uring_enable_rings but does not ship it.
-        if (::syscall(__NR_io_uring_register, ring_.ring_fd, IORING_REGISTER_ENABLE_RINGS,
-                      nullptr, 0) < 0)
-            fatal(std::string("io_uring enable rings: ") + std::strerror(errno));
-        io_uring_register_ring_fd(&ring_);  // optional: skips an fd lookup per enter
     }
 
     void arm_poll(int fd, std::uint64_t tag) noexcept {
@@ -309,7 +297,6 @@ private:
     // Submits what is queued, waits up to timeout_ns (negative: no limit, 0: not at all) for
     // at least one completion, and hands every completion to the loop.
     void reap(event_loop& loop, std::int64_t timeout_ns) noexcept {
-        enable();
         int r;
         if (timeout_ns == 0) {
             r = io_uring_submit_and_get_events(&ring_);
@@ -391,7 +378,6 @@ private:
         reg.ring_addr = reinterpret_cast<std::uint64_t>(ring_mem);
         reg.ring_entries = recv_buffers;
         reg.bgid = recv_group;
-        enable();
         if (io_uring_register_buf_ring(&ring_, &reg, 0) < 0) {
             ::munmap(ring_mem, ring_bytes);
             ::munmap(data, std::size_t(recv_buffers) * recv_buffer_size);
@@ -572,7 +558,6 @@ private:
     int wakefd_ = -1;
     int signalfd_ = -1;
     std::size_t in_flight_ = 0;  // operations of tasks, not counting the internal polls
-    bool disabled_ = false;
     bool quiescing_ = false;
     io_uring_buf_ring* br_ = nullptr;
     char* bufs_ = nullptr;

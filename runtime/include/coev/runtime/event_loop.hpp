@@ -22,6 +22,7 @@
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <thread>
 #include <vector>
 
 namespace coev {
@@ -88,6 +89,7 @@ namespace detail {
 
 class backend;
 class signal_hub;
+struct loop_list;
 struct io_wait;
 
 /// A std::error_code that costs nothing to clear or test: success is a null category, so the
@@ -146,7 +148,8 @@ struct cancel_on_stop {
 }  // namespace detail
 
 /// A coroutine event loop. Not thread-safe except post(), stop() and the cross-thread
-/// cancellation of waits; everything else is called on the thread running it.
+/// cancellation of waits; everything else is called on the thread running it. It may be made
+/// on one thread, run on another and destroyed on a third, one at a time.
 class event_loop {
 public:
     event_loop();
@@ -267,6 +270,7 @@ private:
     void run_ready();
     void drain_posted();
     struct scope;
+    void note_thread() noexcept;
     detail::fd_state& grow_fds(std::size_t i);
     void update_interest(int fd, detail::fd_state& st) noexcept;
 
@@ -289,7 +293,10 @@ private:
     int waits_ = 0;                   // armed fd and signal waits
     bool level_backend_ = false;      // the backend needs interest_changed()
     bool completion_ = false;         // the backend completes operations itself
-    void* thread_list_ = nullptr;     // the creating thread's list of loops (event_loop.cpp)
+    // The lists of the threads that created or ran this loop (event_loop.cpp), and the thread
+    // running it now (none when idle).
+    std::vector<std::shared_ptr<detail::loop_list>> threads_;
+    std::atomic<std::thread::id> runner_{};
     unsigned running_priority_ = ~0u;
     bool preempt_ = false;
     std::atomic<bool> stop_flag_{false};
