@@ -8,6 +8,7 @@
 
 #include <coev/runtime/log.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <csignal>
@@ -29,23 +30,27 @@ constexpr int max_signal = 64;
 struct disposition {
     int holders = 0;  // signal_hubs (loops) holding the signal
     struct sigaction previous {};
+    std::vector<int> threads;  // the holders' thread ids, latest last (forward_to's choice)
 };
 std::mutex registry_mutex;
 disposition registry[max_signal + 1];
 std::atomic<int> forward_to[max_signal + 1];  // thread id of a loop thread that blocks it
 
 extern "C" void forward_signal(int signo) {
-    // Delivered to a thread that does not block it: hand it to a loop thread that does.
+    // Delivered to a thread that does not block it: hand it to a loop thread that does (never
+    // to this one, which would only get it back here, for ever).
     int saved = errno;
     int tid = forward_to[signo].load(std::memory_order_relaxed);
-    if (tid > 0) ::syscall(SYS_tgkill, ::getpid(), tid, signo);
+    if (tid > 0 && tid != int(::syscall(SYS_gettid))) ::syscall(SYS_tgkill, ::getpid(), tid, signo);
     errno = saved;
 }
 
 void acquire_disposition(int signo) {
     std::lock_guard lock(registry_mutex);
     disposition& d = registry[signo];
-    forward_to[signo].store(int(::syscall(SYS_gettid)), std::memory_order_relaxed);
+    const int tid = int(::syscall(SYS_gettid));
+    d.threads.push_back(tid);
+    forward_to[signo].store(tid, std::memory_order_relaxed);
     if (d.holders++ > 0) return;
     struct sigaction sa {};
     sa.sa_handler = &forward_signal;
@@ -53,6 +58,9 @@ void acquire_disposition(int signo) {
     sa.sa_flags = SA_RESTART;
     if (::sigaction(signo, &sa, &d.previous) < 0) {
         --d.holders;
+        d.threads.pop_back();
+        forward_to[signo].store(d.threads.empty() ? 0 : d.threads.back(),
+                                std::memory_order_relaxed);
         throw std::system_error(errno, std::system_category(), "sigaction");
     }
 }
@@ -60,6 +68,11 @@ void acquire_disposition(int signo) {
 void release_disposition(int signo) noexcept {
     std::lock_guard lock(registry_mutex);
     disposition& d = registry[signo];
+    // Forward to a thread that still blocks the signal: this one is about to unblock it.
+    const int tid = int(::syscall(SYS_gettid));
+    if (auto at = std::find(d.threads.rbegin(), d.threads.rend(), tid); at != d.threads.rend())
+        d.threads.erase(std::next(at).base());
+    forward_to[signo].store(d.threads.empty() ? 0 : d.threads.back(), std::memory_order_relaxed);
     if (--d.holders > 0) return;
     forward_to[signo].store(0, std::memory_order_relaxed);
     ::sigaction(signo, &d.previous, nullptr);

@@ -7,6 +7,7 @@
 
 #include <csignal>
 #include <memory>
+#include <latch>
 #include <pthread.h>
 #include <thread>
 
@@ -270,4 +271,39 @@ TEST_CASE("several tasks waiting on one signal_set all wake") {
     loop.run();
     CHECK_FALSE(wd.fired());
     CHECK(woken == 3);
+}
+
+TEST_CASE("a signal still reaches one loop after another thread's set for it is gone") {
+    // Two threads catch SIGUSR1, the second last; it then lets go. Deliveries must be
+    // forwarded to the first, which still blocks the signal, not to the second, which no
+    // longer does (it would forward the signal to itself for ever).
+    std::latch first_ready(1), second_released(1), done(1);
+    coev::result<int> got;
+    std::thread first([&] {
+        coev::event_loop loop;
+        coev::signal_set set(loop, {SIGUSR1});
+        auto t = [&]() -> coev::task<> {
+            first_ready.count_down();
+            got = co_await set.wait();
+        };
+        coev::spawn(loop, t());
+        watchdog wd(loop);  // a lost signal ends the run without `got`
+        loop.run();
+    });
+    first_ready.wait();
+    std::thread second([&] {
+        {
+            coev::event_loop loop;
+            coev::signal_set set(loop, {SIGUSR1});
+        }  // released: this thread unblocks SIGUSR1 again
+        second_released.count_down();
+        done.wait();  // alive, so a wrong forward would have a thread to land on
+    });
+    second_released.wait();
+    ::kill(::getpid(), SIGUSR1);
+    first.join();
+    done.count_down();
+    second.join();
+    REQUIRE(got.has_value());
+    CHECK(*got == SIGUSR1);
 }
