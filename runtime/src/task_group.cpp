@@ -82,6 +82,7 @@ void task_group::spawn(event_loop& loop, task<void> t, coev::source_location whe
 }
 
 result<void> task_group::join_awaiter::await_resume() {
+    if (busy_) return make_error_code(error::busy);
     link_.reset();
     if (st_->exception) std::rethrow_exception(st_->exception);
     return st_->error;

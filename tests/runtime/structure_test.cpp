@@ -289,3 +289,37 @@ TEST_CASE("a cancelled notifier wait leaves nothing registered") {
     CHECK(got == std::errc::operation_canceled);
     CHECK_FALSE(n.waiting());
 }
+
+TEST_CASE("a second task joining a task_group while one waits gets error::busy") {
+    coev::event_loop loop;
+    watchdog wd(loop);
+    coev::task_group g;
+    coev::result<void> first, second;
+    auto child = []() -> coev::task<> { (void)co_await coev::sleep_for(30ms); };
+    auto joiner = [&](coev::result<void>& out) -> coev::task<> { out = co_await g.join(); };
+    g.spawn(loop, child());
+    coev::spawn(loop, joiner(first));
+    coev::spawn(loop, joiner(second));  // runs while the first one waits
+    loop.run();
+    CHECK_FALSE(wd.fired());
+    CHECK(first.has_value());
+    REQUIRE_FALSE(second.has_value());
+    CHECK(second.error() == coev::error::busy);
+}
+
+TEST_CASE("awaiting an empty (moved-from) task throws std::logic_error") {
+    bool threw = false;
+    auto t = [&]() -> coev::task<> {
+        coev::task<int> a = []() -> coev::task<int> { co_return 1; }();
+        coev::task<int> b = std::move(a);
+        try {
+            (void)co_await std::move(a);  // NOLINT(bugprone-use-after-move): the point
+        } catch (const std::logic_error&) {
+            threw = true;
+        }
+        auto v = co_await std::move(b);
+        CHECK(v == 1);
+    };
+    coev::run(t());
+    CHECK(threw);
+}

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <exception>
 #include <optional>
+#include <stdexcept>
 #include <stop_token>
 #include <type_traits>
 #include <utility>
@@ -129,7 +130,10 @@ public:
             }
             return h;
         }
-        T await_resume() { return h.promise().take(); }
+        T await_resume() {
+            if (!h) throw std::logic_error("coev::task: awaiting an empty (moved-from) task");
+            return h.promise().take();
+        }
     };
     awaiter operator co_await() && noexcept { return awaiter{h_}; }
     awaiter operator co_await() & noexcept { return awaiter{h_}; }

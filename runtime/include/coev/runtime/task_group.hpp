@@ -64,22 +64,29 @@ public:
     std::stop_token get_token() const noexcept { return st_->source.get_token(); }
 
     /// Waits until no child is running. Cancel: the children are cancelled and still awaited.
+    /// One task joins at a time: another that joins meanwhile gets error::busy at once.
     class join_awaiter {
     public:
         explicit join_awaiter(detail::group_state* st) noexcept : st_(st) {}
         bool await_ready() const noexcept { return st_->running == 0; }
-        template <class P> void await_suspend(std::coroutine_handle<P> h) noexcept {
+        template <class P> bool await_suspend(std::coroutine_handle<P> h) noexcept {
+            if (st_->joiner) {  // one joiner at a time: a second would orphan the first
+                busy_ = true;
+                return false;
+            }
             detail::promise_base* p = detail::base_of(h);
             node_.handle = h;
             node_.priority = detail::priority_of(p);
             st_->joiner = &node_;
             const std::stop_token& tok = detail::stop_token_of(p);
             if (tok.stop_possible()) link_.emplace(tok, detail::forward_stop{&st_->source});
+            return true;
         }
         result<void> await_resume();
 
     private:
         detail::group_state* st_;
+        bool busy_ = false;
         detail::ready_node node_;
         std::optional<std::stop_callback<detail::forward_stop>> link_;
     };

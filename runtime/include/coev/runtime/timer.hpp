@@ -188,6 +188,7 @@ task<detail::as_result_t<detail::await_result_t<A>>> with_timeout(duration d, A 
     using out = detail::as_result_t<inner>;
     detail::promise_base& self = co_await detail::this_promise_t{};
     event_loop* loop = event_loop::current();
+    if (!loop) co_return out(std::make_error_code(std::errc::operation_not_permitted));
     std::stop_source src;
     std::optional<std::stop_callback<detail::forward_stop>> link;
     if (self.stop->stop_possible()) link.emplace(*self.stop, detail::forward_stop{&src});
