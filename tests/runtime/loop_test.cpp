@@ -620,3 +620,50 @@ TEST_CASE("a loop made on one thread and run on another sees the fds its tasks c
     CHECK_FALSE(first);
     CHECK_FALSE(second);
 }
+
+TEST_CASE("the counters count resumed task steps and time spent blocked") {
+    coev::event_loop loop;
+    auto t = []() -> coev::task<> {
+        for (int i = 0; i < 3; ++i) (void)co_await coev::sleep_for(20ms);
+    };
+    coev::spawn(loop, t());
+    loop.run();
+    // The start and three wake-ups; the loop blocked through most of the 60 ms of sleeps.
+    CHECK(loop.counters().resumed >= 4);
+    CHECK(loop.counters().ns_blocked >= std::uint64_t(std::chrono::nanoseconds(30ms).count()));
+}
+
+TEST_CASE("a finished task's frame is reused for the next task of its size") {
+    auto make = []() -> coev::task<int> { co_return 7; };
+    void* first = nullptr;
+    {
+        coev::task<int> a = make();
+        first = a.handle().address();
+        CHECK(coev::run(std::move(a)) == 7);
+    }  // the frame goes back to this thread's free list
+    coev::task<int> b = make();
+    CHECK(b.handle().address() == first);
+}
+
+TEST_CASE("COEV_DEBUG in the environment switches debug mode on, and 0 leaves it off") {
+    if (const char* expect = std::getenv("COEV_TEST_EXPECT_DEBUG")) {  // the child below
+        CHECK(coev::debug_mode() == (std::string(expect) == "1"));
+        return;
+    }
+    for (const char* value : {"1", "0"}) {
+        const pid_t child = ::fork();
+        REQUIRE(child >= 0);
+        if (child == 0) {
+            ::setenv("COEV_DEBUG", value, 1);
+            ::setenv("COEV_TEST_EXPECT_DEBUG", value, 1);
+            ::execl("/proc/self/exe", "runtime_tests",
+                    "--test-case=COEV_DEBUG in the environment*", "--no-version", nullptr);
+            ::_exit(127);
+        }
+        int status = 0;
+        REQUIRE(::waitpid(child, &status, 0) == child);
+        CAPTURE(value);
+        REQUIRE(WIFEXITED(status));
+        CHECK(WEXITSTATUS(status) == 0);
+    }
+}
