@@ -192,7 +192,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("build")
-    ap.add_argument("--short", action="store_true", help="1 repetition of 1 s per row")
+    ap.add_argument("--short", action="store_true", help="1 repetition of 0.5 s per row")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--duration", type=float, default=2.0)
     ap.add_argument("--depth", type=int, default=1)
@@ -201,7 +201,7 @@ def main():
     ap.add_argument("--idle", type=int, default=10000)
     args = ap.parse_args()
     if args.short:
-        args.reps, args.duration = 1, 1.0
+        args.reps, args.duration = 1, 0.5
     found = servers(args.build)
     if not found or not os.path.exists(os.path.join(args.build, "bench", "echo_load")):
         sys.exit("echo.py: nothing to run (build the benchmarks first)")
