@@ -67,6 +67,17 @@ TEST_CASE("a preferred backend is used, with the features it reports") {
                         backend_feature::edge_triggered | backend_feature::o1_add_remove));
     CHECK_FALSE(coev::has_all(coev::event_loop(only("select")).features(),
                               backend_feature::arbitrary_fds));
+    const auto poll_features = coev::event_loop(only("poll")).features();
+    CHECK(coev::has_all(poll_features, backend_feature::arbitrary_fds));
+    CHECK_FALSE(coev::has_all(poll_features, backend_feature::edge_triggered));
+    CHECK_FALSE(coev::has_all(poll_features, backend_feature::completion));
+    if (uring_works()) {
+        coev::event_loop uring(only("io_uring"));
+        CHECK(uring.backend_name() == "io_uring");
+        CHECK(coev::has_all(uring.features(), backend_feature::completion |
+                                                  backend_feature::o1_add_remove |
+                                                  backend_feature::arbitrary_fds));
+    }
 }
 
 TEST_CASE("an avoided backend is never chosen; the next best is") {
