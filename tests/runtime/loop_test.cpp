@@ -657,7 +657,7 @@ TEST_CASE("COEV_DEBUG in the environment switches debug mode on, and 0 leaves it
             ::setenv("COEV_DEBUG", value, 1);
             ::setenv("COEV_TEST_EXPECT_DEBUG", value, 1);
             ::execl("/proc/self/exe", "runtime_tests",
-                    "--test-case=COEV_DEBUG in the environment*", "--no-version", nullptr);
+                    "--test-case=COEV_DEBUG in the environment*", "--minimal", nullptr);
             ::_exit(127);
         }
         int status = 0;
