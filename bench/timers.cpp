@@ -41,6 +41,14 @@ coev::task<> timer_sleeper(coev::timer& t, coev::duration d, long& fired) {
     if (r) ++fired;
 }
 
+// The loop every run uses: `--backend`, when given, wins over COEV_BACKEND.
+coev::loop_config config_for(const std::string& backend) {
+    coev::loop_config cfg;
+    cfg.prefer = backend;
+    cfg.ignore_env = !backend.empty();
+    return cfg;
+}
+
 struct figures {
     double add, cancel, fire;
 };
@@ -55,10 +63,7 @@ figures run_once(long n, const std::string& backend, bool by_stop) {
         rng ^= rng << 17;
         return rng;
     };
-    coev::loop_config cfg;
-    cfg.prefer = backend;
-    cfg.ignore_env = !backend.empty();  // the flag wins over COEV_BACKEND
-    coev::event_loop loop(cfg);
+    coev::event_loop loop(config_for(backend));
 
     // Untimed, like the twin's event_new(): the frames and the stop sources.
     long fired = 0;
@@ -131,10 +136,7 @@ int main(int argc, char** argv) {
     }
     if (n < 2 || reps < 1 || (cancel_mode != "timer" && cancel_mode != "stop")) usage();
     {
-        coev::loop_config cfg;
-        cfg.prefer = backend;
-        cfg.ignore_env = !backend.empty();
-        coev::event_loop probe(cfg);
+        coev::event_loop probe(config_for(backend));
         if (!backend.empty() && probe.backend_name() != backend) {
             std::fprintf(stderr, "timers: backend '%s' unavailable (got %.*s)\n", backend.c_str(),
                          int(probe.backend_name().size()), probe.backend_name().data());

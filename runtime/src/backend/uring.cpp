@@ -20,7 +20,6 @@
 #include <sys/utsname.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 #include <utility>
 #include <vector>
@@ -282,7 +281,7 @@ private:
     io_uring_sqe* get_sqe() noexcept {
         io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
         while (!sqe) {  // the ring is full: hand what is queued to the kernel first
-                io_uring_submit(&ring_);
+            io_uring_submit(&ring_);
             sqe = io_uring_get_sqe(&ring_);
         }
         return sqe;
