@@ -391,7 +391,7 @@ void event_loop::retract_cancel(detail::waiter* w) noexcept {
     std::erase(remote_cancels_, w);
 }
 
-void detail::cancel_on_stop::operator()() noexcept { loop->request_cancel(w); }
+void detail::cancel_on_stop::operator()() noexcept { w->loop->request_cancel(w); }
 
 // ---- fds ----
 

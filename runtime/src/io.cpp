@@ -298,7 +298,7 @@ bool io_wait_base::arm(std::coroutine_handle<> h, promise_base* p, bool level,
         loop->timers().add_at(*deadline, at);
         deadline_ = deadline;
     }
-    if (tok && tok->stop_possible()) on_stop_.emplace(*tok, cancel_on_stop{loop, &w_});
+    if (tok && tok->stop_possible()) stop_.arm(*tok, w_);
     return true;
 }
 
@@ -346,7 +346,7 @@ bool io_wait_base::arm_completion(event_loop& loop, fd_state& st, io_wait*& slot
         deadline_ = deadline;
     }
     const std::stop_token* tok = p ? p->stop : nullptr;
-    if (tok && tok->stop_possible()) on_stop_.emplace(*tok, cancel_on_stop{&loop, &w_});
+    if (tok && tok->stop_possible()) stop_.arm(*tok, w_);
     return true;
 }
 
@@ -357,7 +357,7 @@ void io_wait_base::disarm() noexcept {
 }
 
 void io_wait_base::abandon() noexcept {
-    on_stop_.reset();
+    stop_.disarm(w_);
     event_loop* loop = w_.loop;
     disarm();
     loop->drop_wait(w_);

@@ -41,7 +41,7 @@ bool notifier::awaiter::arm(std::coroutine_handle<> h, detail::promise_base* p) 
     w_.owner = n_;
     n_->waiter_ = &w_;
     loop->count_wait(1);
-    if (tok.stop_possible()) on_stop_.emplace(tok, detail::cancel_on_stop{loop, &w_});
+    if (tok.stop_possible()) stop_.arm(tok, w_);
     return true;
 }
 
@@ -56,7 +56,7 @@ void notifier::awaiter::cancel(detail::waiter* base, std::error_code ec) noexcep
 }
 
 result<void> notifier::awaiter::await_resume() noexcept {
-    on_stop_.reset();
+    stop_.disarm(w_);
     if (w_.loop) {
         if (w_.cancel_posted.load(std::memory_order_acquire)) w_.loop->retract_cancel(&w_);
         w_.loop = nullptr;
@@ -65,7 +65,7 @@ result<void> notifier::awaiter::await_resume() noexcept {
 }
 
 void notifier::awaiter::abandon() noexcept {
-    on_stop_.reset();
+    stop_.disarm(w_);
     if (w_.cancel_posted.load(std::memory_order_acquire)) w_.loop->retract_cancel(&w_);
     if (w_.owner) {  // still waiting: deregister
         w_.owner->waiter_ = nullptr;

@@ -296,8 +296,8 @@ signal_set::~signal_set() {
 }
 
 signal_set::wait_awaiter::~wait_awaiter() {
+    stop_.disarm(w_);
     if (!armed_) return;
-    on_stop_.reset();
     event_loop& loop = *w_.loop;
     if (w_.cancel_posted.load(std::memory_order_acquire)) loop.retract_cancel(&w_);
     if (!w_.set || !loop.signals().unlink(w_)) loop.unschedule(&w_.node);
@@ -319,13 +319,13 @@ bool signal_set::wait_awaiter::arm(std::coroutine_handle<> h, detail::promise_ba
     w_.cancel = &cancel_signal_wait;
     loop.signals().arm(set_, w_);
     armed_ = true;
-    if (tok.stop_possible()) on_stop_.emplace(tok, detail::cancel_on_stop{&loop, &w_});
+    if (tok.stop_possible()) stop_.arm(tok, w_);
     return true;
 }
 
 result<int> signal_set::wait_awaiter::await_resume() noexcept {
     if (armed_) {
-        on_stop_.reset();
+        stop_.disarm(w_);
         if (w_.cancel_posted.load(std::memory_order_acquire)) w_.loop->retract_cancel(&w_);
         armed_ = false;
     }

@@ -49,14 +49,14 @@ bool sleep_awaiter::arm(std::coroutine_handle<> h, detail::promise_base* p) noex
     w_.fire = &fire_sleep;
     w_.cancel = &cancel_sleep;
     w_.loop = loop;
-    if (relative_) loop->timers().add_after(w_, loop->now(), rel_);
-    else loop->timers().add_at(w_, at_);
-    if (tok.stop_possible()) on_stop_.emplace(tok, detail::cancel_on_stop{loop, &w_});
+    if (w_.relative) loop->timers().add_after(w_, loop->now(), duration(when_));
+    else loop->timers().add_at(w_, time_point(duration(when_)));
+    if (tok.stop_possible()) stop_.arm(tok, w_);
     return true;
 }
 
 result<void> sleep_awaiter::await_resume() noexcept {
-    on_stop_.reset();
+    stop_.disarm(w_);
     if (w_.loop) {
         release_owner(w_);
         if (w_.cancel_posted.load(std::memory_order_acquire)) w_.loop->retract_cancel(&w_);
@@ -66,7 +66,7 @@ result<void> sleep_awaiter::await_resume() noexcept {
 }
 
 void sleep_awaiter::abandon() noexcept {
-    on_stop_.reset();
+    stop_.disarm(w_);
     release_owner(w_);
     if (w_.cancel_posted.load(std::memory_order_acquire)) w_.loop->retract_cancel(&w_);
     if (w_.armed()) w_.loop->timers().cancel(w_);

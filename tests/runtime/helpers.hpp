@@ -139,7 +139,10 @@ private:
 };
 
 /// "file:line" as coev's debug reports print a std::source_location.
+/// How coev prints a location: "file:line", or ":0" where the compiler records none (clang 14
+/// has no __builtin_source_location; see coev/runtime/source_location.hpp).
 inline std::string location(const char* file, int line) {
+    if (coev::source_location::current().line() == 0) return ":0";
     return std::string(file) + ":" + std::to_string(line);
 }
 

@@ -5,6 +5,7 @@
 
 #include <coev/runtime/detail/ready_queue.hpp>
 #include <coev/runtime/detail/timer_queue.hpp>
+#include <coev/runtime/source_location.hpp>
 #include <coev/runtime/task.hpp>
 
 #include <atomic>
@@ -15,7 +16,7 @@
 #include <iosfwd>
 #include <memory>
 #include <mutex>
-#include <coev/runtime/source_location.hpp>
+#include <new>
 #include <span>
 #include <stdexcept>
 #include <stop_token>
@@ -118,8 +119,10 @@ struct waiter {
     using cancel_fn = void (*)(waiter*, std::error_code) noexcept;
     ready_node node;
     cancel_fn cancel = nullptr;            // deregisters and completes with the code given
+    event_loop* loop = nullptr;            // the loop it waits on (see each kind for when set)
     error_slot ec;
     std::atomic<bool> cancel_posted{false};  // a stop request from another thread is queued
+    bool stop_armed = false;                 // its stop_link holds a callback
     coev::source_location where;
 };
 
@@ -140,9 +143,34 @@ struct fd_state {
 
 /// The stop callback every coev awaiter installs: cancels its waiter through the loop.
 struct cancel_on_stop {
-    event_loop* loop;
     waiter* w;
     void operator()() noexcept;
+};
+
+/// Where an awaiter keeps the stop callback of its wait: std::optional's storage without
+/// std::optional's flag, which the waiter keeps (`stop_armed`) in padding it has anyway. A
+/// coroutine frame holds one per awaiter it contains, and every byte of a frame costs when a
+/// million tasks sleep (docs/benchmarks.md).
+class stop_link {
+public:
+    stop_link() noexcept {}
+    stop_link(const stop_link&) = delete;
+    stop_link& operator=(const stop_link&) = delete;
+    /// Installs the callback; `w.loop` must be set (a stop already requested cancels at once).
+    void arm(const std::stop_token& t, waiter& w) noexcept {
+        ::new (static_cast<void*>(storage_)) callback(t, cancel_on_stop{&w});
+        w.stop_armed = true;
+    }
+    /// Removes it, waiting for a run of it on another thread to end. Idempotent.
+    void disarm(waiter& w) noexcept {
+        if (!w.stop_armed) return;
+        std::launder(reinterpret_cast<callback*>(storage_))->~callback();
+        w.stop_armed = false;
+    }
+
+private:
+    using callback = std::stop_callback<cancel_on_stop>;
+    alignas(callback) unsigned char storage_[sizeof(callback)];
 };
 
 }  // namespace detail

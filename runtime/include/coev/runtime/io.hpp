@@ -57,7 +57,7 @@ struct io_wait : waiter {
     bool poll_first = false;  // completion backends: wait for readiness, then perform
     io_op op = io_op::poll;
     perform_fn perform = nullptr;
-    event_loop* loop = nullptr;  // set while armed
+    // waiter::loop: set while armed
 };
 
 /// A transfer done by the loop when readiness arrives (or submitted whole). `buf` is the bytes,
@@ -114,6 +114,7 @@ public:
     }
     ~io_wait_base() {
         if (w_.loop) abandon();
+        stop_.disarm(w_);
     }
 
 protected:
@@ -134,7 +135,7 @@ protected:
              io_deadline* deadline = nullptr, time_point at = {}) noexcept;
     /// After the wait: disarms what is left; false when the wait failed (see w_.ec).
     bool finish() noexcept {
-        on_stop_.reset();  // waits for a stop callback running on another thread
+        stop_.disarm(w_);  // waits for a stop callback running on another thread
         if (w_.loop) {
             if (deadline_ || w_.cancel_posted.load(std::memory_order_acquire)) [[unlikely]]
                 disarm();
@@ -150,7 +151,7 @@ protected:
 
     rw_wait w_;
     io_deadline* deadline_ = nullptr;
-    std::optional<std::stop_callback<cancel_on_stop>> on_stop_;
+    stop_link stop_;
 };
 
 /// What every byte transfer awaiter shares: try the call now if the fd may be ready, else wait

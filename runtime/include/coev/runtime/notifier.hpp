@@ -29,6 +29,7 @@ public:
         awaiter(const awaiter&) = delete;
         ~awaiter() {
             if (w_.loop) abandon();
+            stop_.disarm(w_);
         }
         bool await_ready() noexcept { return n_->take_pending(); }
         template <class P> bool await_suspend(std::coroutine_handle<P> h) noexcept {
@@ -40,15 +41,14 @@ public:
     private:
         friend class notifier;
         struct wait : detail::waiter {
-            notifier* owner = nullptr;
-            event_loop* loop = nullptr;
+            notifier* owner = nullptr;  // waiter::loop: set while armed
         };
         bool arm(std::coroutine_handle<> h, detail::promise_base* p) noexcept;
         void abandon() noexcept;
         static void cancel(detail::waiter* w, std::error_code ec) noexcept;
         notifier* n_;
         wait w_;
-        std::optional<std::stop_callback<detail::cancel_on_stop>> on_stop_;
+        detail::stop_link stop_;
     };
 
     /// Waits for the next notify() (or takes a pending one at once).

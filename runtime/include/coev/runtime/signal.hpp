@@ -21,8 +21,7 @@ namespace detail {
 struct signal_wait : waiter {
     signal_wait* prev = nullptr;
     signal_wait* next = nullptr;
-    signal_set* set = nullptr;   // null once the set is destroyed
-    event_loop* loop = nullptr;  // outlives the set: the awaiter still needs it then
+    signal_set* set = nullptr;  // null once the set is destroyed (waiter::loop outlives it)
     int signo = 0;
 };
 }  // namespace detail
@@ -60,7 +59,7 @@ public:
         bool arm(std::coroutine_handle<> h, detail::promise_base* p) noexcept;
         signal_set& set_;
         detail::signal_wait w_;
-        std::optional<std::stop_callback<detail::cancel_on_stop>> on_stop_;
+        detail::stop_link stop_;
         bool armed_ = false;
     };
     wait_awaiter wait(coev::source_location where = coev::source_location::current()) noexcept {

@@ -1,39 +1,51 @@
 // coev/runtime/source_location.hpp
-// coev::source_location: the interface of std::source_location over the compiler builtins
-// that g++ and clang both have. Not an alias of the std one: clang 14 with libstdc++ 12 lacks
-// it, and a type that changed with the compiler would change coev's ABI with it.
+// coev::source_location: where a wait or a spawn was written, one pointer wide. Every awaiter
+// keeps one, and the frames of coroutines that sleep by the million carry them.
 #pragma once
 
 #include <cstdint>
+#if defined(__has_include)
+#if __has_include(<source_location>)
+#include <source_location>
+#endif
+#endif
 
 namespace coev {
 
+/// std::source_location's interface and size (one pointer to the compiler's static record of
+/// the call site). Where the standard library has no std::source_location (clang 14 with
+/// libstdc++ 12) it is still one pointer wide, so the layout of every awaiter is the same
+/// whichever compiler built the caller, but records no location: names are "" and lines 0.
 class source_location {
 public:
-    static constexpr source_location current(const char* file = __builtin_FILE(),
-                                             const char* function = __builtin_FUNCTION(),
-                                             std::uint_least32_t line = __builtin_LINE()) noexcept {
+#if defined(__cpp_lib_source_location)
+    static constexpr source_location current(
+        std::source_location at = std::source_location::current()) noexcept {
         source_location s;
-        s.file_ = file;
-        s.function_ = function;
-        s.line_ = line;
-        s.column_ = 0;
+        s.at_ = at;
         return s;
     }
+    constexpr const char* file_name() const noexcept { return at_.file_name(); }
+    constexpr const char* function_name() const noexcept { return at_.function_name(); }
+    constexpr std::uint_least32_t line() const noexcept { return at_.line(); }
+    constexpr std::uint_least32_t column() const noexcept { return at_.column(); }
+#else
+    static constexpr source_location current() noexcept { return {}; }
+    constexpr const char* file_name() const noexcept { return ""; }
+    constexpr const char* function_name() const noexcept { return ""; }
+    constexpr std::uint_least32_t line() const noexcept { return 0; }
+    constexpr std::uint_least32_t column() const noexcept { return 0; }
+#endif
     constexpr source_location() noexcept = default;
-    constexpr const char* file_name() const noexcept { return file_; }
-    constexpr const char* function_name() const noexcept { return function_; }
-    constexpr std::uint_least32_t line() const noexcept { return line_; }
-    constexpr std::uint_least32_t column() const noexcept { return column_; }
 
 private:
-    const char* file_ = "";
-    const char* function_ = "";
-    std::uint_least32_t line_ = 0;
-    // Written with line_ as one 8-byte store: copying a location (awaiters store theirs)
-    // then reads back what was written whole, where a 4-byte store under an 8-byte load
-    // would stall store-to-load forwarding on every await.
-    std::uint_least32_t column_ = 0;
+#if defined(__cpp_lib_source_location)
+    std::source_location at_;
+#else
+    const void* at_ = nullptr;
+#endif
 };
+
+static_assert(sizeof(source_location) == sizeof(void*));
 
 }  // namespace coev

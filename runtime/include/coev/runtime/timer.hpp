@@ -17,7 +17,7 @@ class timer;
 
 namespace detail {
 struct sleep_wait : waiter, timer_node {
-    event_loop* loop = nullptr;
+    bool relative = false;   // `when` of the awaiter is a duration (else a deadline)
     timer* owner = nullptr;  // the timer object waited on, if any
 };
 }  // namespace detail
@@ -28,18 +28,20 @@ class [[nodiscard]] sleep_awaiter {
 public:
     sleep_awaiter(duration d, bool relative, time_point at, coev::source_location where,
                   timer* owner = nullptr) noexcept
-        : rel_(d), at_(at), relative_(relative) {
+        : when_(relative ? d.count() : at.time_since_epoch().count()) {
         w_.where = where;
         w_.owner = owner;
+        w_.relative = relative;
     }
     sleep_awaiter(const sleep_awaiter&) = delete;
-    sleep_awaiter(sleep_awaiter&& o) noexcept
-        : rel_(o.rel_), at_(o.at_), relative_(o.relative_) {
+    sleep_awaiter(sleep_awaiter&& o) noexcept : when_(o.when_) {
         w_.where = o.w_.where;
         w_.owner = o.w_.owner;
+        w_.relative = o.w_.relative;
     }
     ~sleep_awaiter() {
         if (w_.loop) abandon();
+        stop_.disarm(w_);
     }
     bool await_ready() const noexcept { return false; }
     template <class P> bool await_suspend(std::coroutine_handle<P> h) noexcept {
@@ -52,10 +54,8 @@ private:
     void abandon() noexcept;
     static void release_owner(detail::sleep_wait& w) noexcept;
     detail::sleep_wait w_;
-    std::optional<std::stop_callback<detail::cancel_on_stop>> on_stop_;
-    duration rel_;
-    time_point at_;
-    bool relative_;
+    detail::stop_link stop_;
+    duration::rep when_;  // ticks of the duration, or of the deadline (w_.relative)
 };
 
 /// Waits `d` from the loop's cached now(). Equal durations share an O(1) FIFO timer list.

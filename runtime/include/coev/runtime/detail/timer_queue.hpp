@@ -68,10 +68,11 @@ struct timer_node {
     time_point deadline{};
     std::uint64_t seq = 0;
     fire_fn fire = nullptr;
-    std::uint32_t heap_index = npos;  // set while this node itself sits in the heap
     timer_fifo* fifo = nullptr;       // set while this node waits in a FIFO list
     timer_node* prev = nullptr;
     timer_node* next = nullptr;
+    // Last, so that a derived waiter's small fields can use the tail padding.
+    std::uint32_t heap_index = npos;  // set while this node itself sits in the heap
 
     bool armed() const noexcept { return heap_index != npos || fifo != nullptr; }
 };
