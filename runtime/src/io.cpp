@@ -162,15 +162,13 @@ bool perform_readv(io_wait* iw, fd_state& st) noexcept {
 
 bool perform_writev(io_wait* iw, fd_state& st) noexcept {
     auto& w = static_cast<rw_wait&>(*iw);
+    const auto* msg = static_cast<const msghdr*>(w.buf);
     long n;
     for (;;) {
         if (st.not_socket) {
-            n = writev_without_sigpipe(w.fd, static_cast<const iovec*>(w.buf), int(w.count));
+            n = writev_without_sigpipe(w.fd, msg->msg_iov, int(msg->msg_iovlen));
         } else {
-            msghdr msg{};
-            msg.msg_iov = static_cast<iovec*>(w.buf);
-            msg.msg_iovlen = w.count;
-            n = ::sendmsg(w.fd, &msg, MSG_NOSIGNAL);
+            n = ::sendmsg(w.fd, msg, MSG_NOSIGNAL);
             if (n < 0 && errno == ENOTSOCK) {
                 st.not_socket = true;
                 continue;
@@ -325,12 +323,15 @@ bool io_wait_base::arm_completion(event_loop& loop, fd_state& st, io_wait*& slot
     }
     // A write to a pipe or tty raises SIGPIPE when the reader is gone, and the kernel would
     // raise it inside io_uring_enter; so such writes wait for readiness and then go through
-    // the signal-safe write().
-    // Writes to pipes and ttys (and vector writes) go through the signal-safe write(), and a
-    // connect() already started only needs to finish: both wait for readiness, then perform.
-    w_.poll_first = (w_.op == io_op::write && st.not_socket) || w_.op == io_op::writev ||
-                    w_.op == io_op::connect;
-    if (w_.op == io_op::connect && w_.n == 0 && w_.perform(&w_, st)) return false;
+    // the signal-safe write(). Sockets send with MSG_NOSIGNAL, submitted whole.
+    // A Unix connect does not wait (it connects, or fails with EAGAIN at once, which a
+    // submitted connect would retry in the kernel instead): it is made here, and waits for
+    // writability only if it ever reports EINPROGRESS. Other connects are submitted.
+    const bool unix_connect =
+        w_.op == io_op::connect && static_cast<const sockaddr*>(w_.buf)->sa_family == AF_UNIX;
+    if (unix_connect && w_.perform(&w_, st)) return false;
+    w_.poll_first =
+        ((w_.op == io_op::write || w_.op == io_op::writev) && st.not_socket) || unix_connect;
     if (w_.poll_first && (st.ready & (1u << w_.dir)) && w_.perform(&w_, st)) return false;
     w_.node.handle = h;
     w_.node.priority = priority_of(p);

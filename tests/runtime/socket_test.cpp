@@ -1,11 +1,17 @@
 // tests/runtime/socket_test.cpp
-// accept, connect, readv and writev on loopback TCP, on every backend.
+// accept, connect, readv and writev on loopback TCP and Unix sockets (and writev on a pipe),
+// on every backend.
 #include "helpers.hpp"
 
 #include <arpa/inet.h>
+#include <csignal>
+#include <cstdio>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <string>
+#include <sys/un.h>
 #include <unistd.h>
+#include <vector>
 
 using namespace std::chrono_literals;
 using coev_test::watchdog;
@@ -130,4 +136,139 @@ TEST_CASE("a cancelled accept takes no connection from the queue") {
     coev::spawn(loop, again());
     loop.run();
     CHECK(second.has_value());
+}
+
+namespace {
+using sigaction_t = struct sigaction;
+volatile std::sig_atomic_t sigpipes = 0;
+void count_sigpipe(int) { sigpipes = sigpipes + 1; }
+
+std::string drain(int fd, std::size_t want) {
+    std::string got;
+    char buf[65536];
+    for (int spins = 0; got.size() < want && spins < 1'000'000; ++spins) {
+        ssize_t n = ::read(fd, buf, sizeof buf);
+        if (n > 0) got.append(buf, std::size_t(n));
+        else if (n == 0) break;
+    }
+    return got;
+}
+}  // namespace
+
+// A writev that would block waits (io_uring: a sendmsg submitted to the ring; a pipe: readiness,
+// then writev) and is finished once the reader makes room; its bytes follow the queued ones.
+TEST_CASE("a writev that would block finishes once the peer reads, after what was queued") {
+    coev::event_loop loop;
+    coev::unique_fd reader_end, writer_end;
+    SUBCASE("socket pair") {
+        auto s = coev_test::make_socket_pair();
+        reader_end = std::move(s.b);
+        writer_end = std::move(s.a);
+    }
+    SUBCASE("pipe") {
+        int p[2];
+        REQUIRE(::pipe2(p, O_NONBLOCK | O_CLOEXEC) == 0);
+        reader_end = coev::unique_fd(p[0]);
+        writer_end = coev::unique_fd(p[1]);
+    }
+    // Fill with 'x' until the kernel refuses more.
+    std::size_t queued = 0;
+    {
+        std::vector<char> junk(4096, 'x');
+        for (int i = 0; i < 100'000; ++i) {
+            ssize_t n = ::write(writer_end.get(), junk.data(), junk.size());
+            if (n <= 0) break;
+            queued += std::size_t(n);
+        }
+    }
+    REQUIRE(queued > 0);
+    char head[] = "head-", tail[] = "and-tail";
+    iovec iov[2] = {{head, 5}, {tail, 8}};
+    coev::result<std::size_t> sent;
+    bool finished = false;
+    auto writer = [&]() -> coev::task<> {
+        sent = co_await coev::writev_some(writer_end.get(), iov);
+        finished = true;
+    };
+    coev::spawn(loop, writer());
+    loop.poll();
+    CHECK_FALSE(finished);  // it waits: the buffer is full
+    std::string got = drain(reader_end.get(), queued);
+    REQUIRE(got.size() >= queued);
+    {
+        watchdog wd(loop);
+        loop.run();
+        CHECK_FALSE(wd.fired());
+    }
+    REQUIRE(finished);
+    REQUIRE(sent.has_value());
+    REQUIRE(*sent > 0);
+    REQUIRE(*sent <= 13);
+    got += drain(reader_end.get(), queued + *sent - got.size());
+    REQUIRE(got.size() == queued + *sent);
+    CHECK(got.find_first_not_of('x') == queued);
+    CHECK(got.substr(queued) == std::string("head-and-tail").substr(0, *sent));
+}
+
+TEST_CASE("a writev waiting on a full socket fails with EPIPE when the peer goes, raising no "
+          "SIGPIPE") {
+    sigaction_t mine{}, previous{};
+    mine.sa_handler = &count_sigpipe;
+    sigemptyset(&mine.sa_mask);
+    REQUIRE(::sigaction(SIGPIPE, &mine, &previous) == 0);
+    sigpipes = 0;
+    coev::event_loop loop;
+    auto s = coev_test::make_socket_pair();
+    coev_test::fill_send_buffer(s.a.get());
+    char data[] = "lost";
+    iovec iov[1] = {{data, 4}};
+    coev::result<std::size_t> sent;
+    auto writer = [&]() -> coev::task<> { sent = co_await coev::writev_some(s.a.get(), iov); };
+    auto closer = [&]() -> coev::task<> {
+        s.b.close();
+        co_return;
+    };
+    coev::spawn(loop, writer());
+    loop.poll();  // the writev waits
+    coev::spawn(loop, closer());
+    {
+        watchdog wd(loop);
+        loop.run();
+        CHECK_FALSE(wd.fired());
+    }
+    ::sigaction(SIGPIPE, &previous, nullptr);
+    REQUIRE_FALSE(sent.has_value());
+    CHECK((sent.error() == std::errc::broken_pipe || sent.error() == std::errc::connection_reset));
+    CHECK(sigpipes == 0);
+}
+
+TEST_CASE("a Unix connect to a listener succeeds on every backend") {
+    const std::string path = "/tmp/coev-rt-connect-" + std::to_string(::getpid()) + ".sock";
+    ::unlink(path.c_str());
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path.c_str());
+    coev::unique_fd listener(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    REQUIRE(listener);
+    REQUIRE(::bind(listener.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+    REQUIRE(::listen(listener.get(), 8) == 0);
+    coev::event_loop loop;
+    coev::result<void> connected;
+    coev::result<coev::unique_fd> accepted;
+    coev::unique_fd client(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    auto connector = [&]() -> coev::task<> {
+        connected = co_await coev::connect(client.get(), reinterpret_cast<sockaddr*>(&addr),
+                                           sizeof addr);
+    };
+    auto acceptor = [&]() -> coev::task<> { accepted = co_await coev::accept(listener.get()); };
+    coev::spawn(loop, acceptor());
+    coev::spawn(loop, connector());
+    {
+        watchdog wd(loop);
+        loop.run();
+        CHECK_FALSE(wd.fired());
+    }
+    ::unlink(path.c_str());
+    CHECK(connected.has_value());
+    CHECK(accepted.has_value());
 }

@@ -1,7 +1,8 @@
 // runtime/src/backend/uring.cpp
-// io_uring, completion mode: a wait submits the operation itself (recv, send, read, write or a
-// poll for plain readiness waits) and resumes with its result. Submissions queue up during an
-// iteration and go to the kernel together with the wait, in one io_uring_enter.
+// io_uring, completion mode: a wait submits the operation itself (recv, send, read, write,
+// readv, sendmsg, accept, connect, or a poll for plain readiness waits) and resumes with its
+// result. Submissions queue up during an iteration and go to the kernel together with the
+// wait, in one io_uring_enter.
 #include "backend.hpp"
 
 #include "../signal_hub.hpp"
@@ -187,11 +188,15 @@ public:
             io_uring_prep_send(sqe, w.fd, rw.buf, rw.len, MSG_NOSIGNAL);
         } else if (w.op == io_op::readv) {
             io_uring_prep_readv(sqe, w.fd, static_cast<const iovec*>(rw.buf), rw.count, -1);
+        } else if (w.op == io_op::writev) {  // sockets only: others are poll_first
+            io_uring_prep_sendmsg(sqe, w.fd, static_cast<const msghdr*>(rw.buf), MSG_NOSIGNAL);
+            // Submitted because the last attempt would have blocked: wait for room first.
+            sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
         } else if (w.op == io_op::accept) {
             io_uring_prep_accept(sqe, w.fd, static_cast<sockaddr*>(rw.buf),
                                  rw.buf ? &rw.addrlen : nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        } else {
-            io_uring_prep_nop(sqe);  // unreachable: writev and connect are poll_first
+        } else {  // connect: the address stays valid until it completes (see coev::connect)
+            io_uring_prep_connect(sqe, w.fd, static_cast<const sockaddr*>(rw.buf), rw.addrlen);
         }
         io_uring_sqe_set_data(sqe, &w);
         ++in_flight_;

@@ -61,7 +61,8 @@ struct io_wait : waiter {
 };
 
 /// A transfer done by the loop when readiness arrives (or submitted whole). `buf` is the bytes,
-/// the iovec array (`count` entries, `len` bytes in all) or the address.
+/// the iovec array of a readv (`count` entries, `len` bytes in all), the msghdr of a writev
+/// (its iovecs likewise) or the address.
 struct rw_wait : io_wait {
     void* buf = nullptr;
     std::size_t len = 0;
@@ -122,9 +123,9 @@ protected:
     bool try_now() noexcept {
         event_loop* loop = event_loop::current();
         if (!loop || w_.fd < 0) return false;  // arm() reports it
-        // Completion backends submit reads; a write is tried at once there too, since a socket
-        // almost always has room, and only one that would block is submitted.
-        if (loop->completion() && w_.dir == 0) return false;
+        // Completion backends submit reads and connects; a write is tried at once there too,
+        // since a socket almost always has room, and only one that would block is submitted.
+        if (loop->completion() && (w_.dir == 0 || w_.op == io_op::connect)) return false;
         fd_state& st = loop->fd(w_.fd);
         if (!st.seen) [[unlikely]] first_use(st);
         return (st.ready & (1u << w_.dir)) && w_.perform(&w_, st);
@@ -297,10 +298,19 @@ class writev_some_awaiter : public detail::transfer_awaiter {
 public:
     writev_some_awaiter(int fd, std::span<const iovec> iov, coev::source_location where) noexcept
         : transfer_awaiter(fd, 1, detail::io_op::writev, &detail::perform_writev, where) {
-        w_.buf = const_cast<iovec*>(iov.data());
+        msg_.msg_iov = const_cast<iovec*>(iov.data());
+        msg_.msg_iovlen = iov.size();
+        w_.buf = &msg_;  // the completion backend submits the message whole (sendmsg)
         w_.count = std::uint32_t(iov.size());
         for (const iovec& v : iov) w_.len += v.iov_len;
     }
+    writev_some_awaiter(writev_some_awaiter&& o) noexcept
+        : transfer_awaiter(std::move(o)), msg_(o.msg_) {
+        w_.buf = &msg_;
+    }
+
+private:
+    msghdr msg_{};
 };
 
 inline readv_some_awaiter readv_some(
