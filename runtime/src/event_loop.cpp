@@ -585,7 +585,14 @@ std::error_code event_loop::watch_signal_fd(int fd) noexcept {
     return backend_->watch_signal_fd(fd);
 }
 
+loop_counters event_loop::counters() const noexcept {
+    loop_counters c = counters_;
+    c.backend_calls += backend_->calls;
+    return c;
+}
+
 void event_loop::reinit_after_fork() {
+    counters_.backend_calls += backend_->calls;  // the parent's backend's share
     loop_config same;
     same.prefer = std::string(backend_->name());
     same.ignore_env = true;

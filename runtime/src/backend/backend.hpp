@@ -71,6 +71,9 @@ public:
     virtual void wait(event_loop& loop, std::int64_t timeout_ns) = 0;
     /// Interrupts wait() from any thread.
     virtual void wake() noexcept = 0;
+
+    /// System calls made to wait or to submit (loop_counters::backend_calls).
+    std::uint64_t calls = 0;
 };
 
 /// What a level-triggered backend answers for an fd it has not seen: EBADF for a closed one

@@ -100,6 +100,7 @@ public:
     }
 
     void wait(event_loop& loop, std::int64_t timeout_ns) override {
+        ++calls;
         int n = wait_for(timeout_ns);
         if (n < 0) {
             if (errno == EINTR) return;

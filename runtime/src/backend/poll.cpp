@@ -74,6 +74,7 @@ public:
             ts.tv_sec = time_t(timeout_ns / 1'000'000'000);
             ts.tv_nsec = long(timeout_ns % 1'000'000'000);
         }
+        ++calls;
         int n = ::ppoll(pfds_.data(), pfds_.size(), timeout_ns >= 0 ? &ts : nullptr, nullptr);
         if (n < 0) {
             if (errno == EINTR) return;

@@ -85,6 +85,7 @@ public:
             ts.tv_sec = time_t(timeout_ns / 1'000'000'000);
             ts.tv_nsec = long(timeout_ns % 1'000'000'000);
         }
+        ++calls;
         int n = ::pselect(top + 1, &r, &w, nullptr, timeout_ns >= 0 ? &ts : nullptr, nullptr);
         if (n < 0) {
             if (errno == EINTR) return;

@@ -240,6 +240,7 @@ public:
         io_uring_sqe_set_data64(sqe, cancel_tag);
         // Now, not with the next batch: what the task does next (a listener disabled, then a
         // connect) must not race the operation it has just cancelled.
+        ++calls;
         io_uring_submit(&ring_);
     }
 
@@ -286,6 +287,7 @@ private:
     io_uring_sqe* get_sqe() noexcept {
         io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
         while (!sqe) {  // the ring is full: hand what is queued to the kernel first
+            ++calls;
             io_uring_submit(&ring_);
             sqe = io_uring_get_sqe(&ring_);
         }
@@ -301,6 +303,7 @@ private:
     // Submits what is queued, waits up to timeout_ns (negative: no limit, 0: not at all) for
     // at least one completion, and hands every completion to the loop.
     void reap(event_loop& loop, std::int64_t timeout_ns) noexcept {
+        ++calls;
         int r;
         if (timeout_ns == 0) {
             r = io_uring_submit_and_get_events(&ring_);
@@ -317,6 +320,7 @@ private:
         // The kernel runs a bounded batch of completions' task work per enter (20 on recent
         // kernels) and flags the rest: fetch those now, not one loop iteration later each.
         for (int i = 0; i < 64 && task_work_pending(); ++i) {
+            ++calls;
             io_uring_get_events(&ring_);
             drain(loop);
         }
@@ -382,6 +386,7 @@ private:
         reg.ring_addr = reinterpret_cast<std::uint64_t>(ring_mem);
         reg.ring_entries = recv_buffers;
         reg.bgid = recv_group;
+        ++calls;
         if (io_uring_register_buf_ring(&ring_, &reg, 0) < 0) {
             ::munmap(ring_mem, ring_bytes);
             ::munmap(data, std::size_t(recv_buffers) * recv_buffer_size);

@@ -75,6 +75,9 @@ struct loop_counters {
     std::uint64_t iterations = 0;   ///< backend waits, blocking or not
     std::uint64_t resumed = 0;      ///< coroutine steps run from the run queue
     std::uint64_t ns_blocked = 0;   ///< time spent inside the backend's wait
+    /// System calls the backend made to wait and to hand work to the kernel (epoll_wait, ppoll,
+    /// pselect, io_uring_enter); not the reads and writes themselves.
+    std::uint64_t backend_calls = 0;
 };
 
 class event_loop;
@@ -220,7 +223,7 @@ public:
     std::string_view backend_name() const noexcept;
     backend_feature features() const noexcept;
     int priorities() const noexcept { return int(ready_.size()); }
-    const loop_counters& counters() const noexcept { return counters_; }
+    loop_counters counters() const noexcept;
     /// Writes every pending wait: fd and interest, timer deadlines, signals, ready tasks.
     void dump(std::ostream& out) const;
 
