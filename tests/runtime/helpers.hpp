@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <chrono>
 #include <condition_variable>
+#include <csignal>
 #include <cstddef>
 #include <mutex>
 #include <span>
@@ -145,6 +146,28 @@ inline std::string location(const char* file, int line) {
     if (coev::source_location::current().line() == 0) return ":0";
     return std::string(file) + ":" + std::to_string(line);
 }
+
+/// For its lifetime, SIGPIPE is counted instead of killing the test binary: a write that raises
+/// one fails a check rather than the whole suite.
+class sigpipe_counter {
+public:
+    sigpipe_counter() {
+        struct sigaction mine {};
+        mine.sa_handler = &on_signal;
+        sigemptyset(&mine.sa_mask);
+        caught_ = 0;
+        REQUIRE(::sigaction(SIGPIPE, &mine, &previous_) == 0);
+    }
+    sigpipe_counter(const sigpipe_counter&) = delete;
+    sigpipe_counter& operator=(const sigpipe_counter&) = delete;
+    ~sigpipe_counter() { ::sigaction(SIGPIPE, &previous_, nullptr); }
+    int count() const noexcept { return int(caught_); }
+
+private:
+    static void on_signal(int) { caught_ = caught_ + 1; }
+    static inline volatile std::sig_atomic_t caught_ = 0;
+    struct sigaction previous_ {};
+};
 
 /// Counts live instances: constructions minus destructions must return to zero.
 struct counted {
