@@ -54,7 +54,8 @@ struct figures {
 };
 
 // How half the timers are cancelled: `timer` calls coev::timer::cancel() (evtimer_del's
-// counterpart); `stop` requests stop on a std::stop_source per task, the structured way.
+// counterpart); `stop` requests stop on a std::stop_source per task, the structured way, from
+// a task running on the loop.
 figures run_once(long n, const std::string& backend, bool by_stop) {
     std::uint64_t rng = 0x9E3779B97F4A7C15ULL;
     auto next = [&] {
@@ -87,9 +88,19 @@ figures run_once(long n, const std::string& backend, bool by_stop) {
     std::int64_t t1 = now_ns();
 
     long cancelled = 0;
-    for (long i = 1; i < n; i += 2, ++cancelled) {
-        if (by_stop) sources[std::size_t(i)].request_stop();
-        else timers[std::size_t(i)].cancel();
+    if (by_stop) {
+        // From a task on the loop, where coev code requests stops (task_group, when_any,
+        // with_timeout): the callback cancels at once. From any other thread (or from here,
+        // with no loop running on this one) a request takes the cross-thread queue instead,
+        // about 55 ns more per cancel (docs/benchmarks.md, 2026-12-06).
+        auto canceller = [&]() -> coev::task<> {
+            for (long i = 1; i < n; i += 2, ++cancelled) sources[std::size_t(i)].request_stop();
+            co_return;
+        };
+        coev::spawn(loop, canceller());
+        loop.poll();  // the canceller runs; what it cancelled is queued to resume
+    } else {
+        for (long i = 1; i < n; i += 2, ++cancelled) timers[std::size_t(i)].cancel();
     }
     loop.poll();  // the cancelled tasks see operation_canceled and end
     std::int64_t t2 = now_ns();
