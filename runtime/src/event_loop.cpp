@@ -613,6 +613,12 @@ void event_loop::reinit_after_fork() {
     if (post_pending_.load()) backend_->wake();
 }
 
+namespace detail {
+// What a timer node is for, when dump() can tell (timer.cpp, io.cpp).
+const coev::source_location* sleep_location(const timer_node& t) noexcept;
+const io_wait* deadline_owner(const timer_node& t) noexcept;
+}  // namespace detail
+
 void event_loop::dump(std::ostream& out) const {
     std::size_t ready = 0;
     for (const auto& q : ready_) ready += q.size;
@@ -628,7 +634,14 @@ void event_loop::dump(std::ostream& out) const {
     }
     timers_.for_each([&](const detail::timer_node& t) {
         auto in = std::chrono::duration_cast<std::chrono::microseconds>(t.deadline - now_);
-        out << "  timer due in " << in.count() << "us" << '\n';
+        out << "  timer due in " << in.count() << "us";
+        if (const coev::source_location* at = detail::sleep_location(t)) {
+            out << " (sleep at " << at->file_name() << ':' << at->line() << ')';
+        } else if (const detail::io_wait* w = detail::deadline_owner(t)) {
+            out << " (deadline of fd " << w->fd << (w->dir ? " write" : " read") << " at "
+                << w->where.file_name() << ':' << w->where.line() << ')';
+        }
+        out << '\n';
     });
     if (signals_) signals_->dump(out);
 }

@@ -222,6 +222,10 @@ bool perform_connect(io_wait* iw, fd_state& st) noexcept {
     return true;
 }
 
+const io_wait* deadline_owner(const timer_node& t) noexcept {
+    return t.fire == &fire_deadline ? static_cast<const io_deadline&>(t).w : nullptr;
+}
+
 void io_wait_base::first_use(fd_state& st) noexcept {
     st.seen = true;
     // A blocking fd would stall every task on the loop inside read() or write().

@@ -100,6 +100,10 @@ sleep_awaiter interval::tick(coev::source_location w) {
 
 namespace detail {
 
+const coev::source_location* sleep_location(const timer_node& t) noexcept {
+    return t.fire == &fire_sleep ? &static_cast<const sleep_wait&>(t).where : nullptr;
+}
+
 deadline_guard::deadline_guard(event_loop& loop, duration d, std::stop_source& src) noexcept
     : loop_(loop) {
     node_.src = &src;

@@ -161,12 +161,15 @@ TEST_CASE("dump() lists each pending wait with its location") {
     auto s = make_socket_pair();
     coev::signal_set signals(loop, {SIGUSR1});
     std::stop_source stop;
-    int fd_line = 0, signal_line = 0;
+    int fd_line = 0, sleep_line = 0, signal_line = 0;
     auto fd_waiter = [&]() -> coev::task<> {
         fd_line = __LINE__ + 1;
         (void)co_await coev::wait_writable(s.a.get(), loop.now() + 1h);
     };
-    auto sleeper = [&]() -> coev::task<> { (void)co_await coev::sleep_for(1h); };
+    auto sleeper = [&]() -> coev::task<> {
+        sleep_line = __LINE__ + 1;
+        (void)co_await coev::sleep_for(1h);
+    };
     auto signal_waiter = [&]() -> coev::task<> {
         signal_line = __LINE__ + 1;
         (void)co_await signals.wait();
@@ -183,8 +186,17 @@ TEST_CASE("dump() lists each pending wait with its location") {
     CHECK(lines[0].find("timers=2 waits=2") != std::string::npos);
     CHECK(lines[1] ==
           "  fd " + std::to_string(s.a.get()) + " write waiting at " + location(__FILE__, fd_line));
-    CHECK(lines[2].find("  timer due in ") == 0);
-    CHECK(lines[3].find("  timer due in ") == 0);
+    // Both timers are due in an hour: either may come first.
+    const std::string sleep_at = "(sleep at " + location(__FILE__, sleep_line) + ")";
+    const std::string deadline_at = "(deadline of fd " + std::to_string(s.a.get()) +
+                                    " write at " + location(__FILE__, fd_line) + ")";
+    for (int i : {2, 3}) {
+        CAPTURE(i);
+        CHECK(lines[std::size_t(i)].find("  timer due in ") == 0);
+    }
+    const bool sleep_first = lines[2].ends_with(sleep_at);
+    CHECK(lines[sleep_first ? 2 : 3].ends_with(sleep_at));
+    CHECK(lines[sleep_first ? 3 : 2].ends_with(deadline_at));
     CHECK(lines[4] ==
           "  signal wait {" + std::to_string(SIGUSR1) + "} at " + location(__FILE__, signal_line));
     stop.request_stop();

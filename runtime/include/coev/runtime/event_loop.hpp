@@ -224,7 +224,8 @@ public:
     backend_feature features() const noexcept;
     int priorities() const noexcept { return int(ready_.size()); }
     loop_counters counters() const noexcept;
-    /// Writes every pending wait: fd and interest, timer deadlines, signals, ready tasks.
+    /// Writes every pending wait: fd and interest, timer deadlines (a sleep's or an fd wait's
+    /// with where it was written), signals, and how many tasks are ready.
     void dump(std::ostream& out) const;
 
     /// Handler for exceptions that escape spawned tasks; default: log and keep running.
