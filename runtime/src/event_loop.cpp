@@ -617,6 +617,7 @@ namespace detail {
 // What a timer node is for, when dump() can tell (timer.cpp, io.cpp).
 const coev::source_location* sleep_location(const timer_node& t) noexcept;
 const io_wait* deadline_owner(const timer_node& t) noexcept;
+bool is_timeout_deadline(const timer_node& t) noexcept;
 }  // namespace detail
 
 void event_loop::dump(std::ostream& out) const {
@@ -640,6 +641,10 @@ void event_loop::dump(std::ostream& out) const {
         } else if (const detail::io_wait* w = detail::deadline_owner(t)) {
             out << " (deadline of fd " << w->fd << (w->dir ? " write" : " read") << " at "
                 << w->where.file_name() << ':' << w->where.line() << ')';
+        } else if (detail::is_timeout_deadline(t)) {
+            out << " (with_timeout)";
+        } else if (&t == &exit_timer_) {
+            out << " (stop_after)";
         }
         out << '\n';
     });

@@ -104,14 +104,18 @@ const coev::source_location* sleep_location(const timer_node& t) noexcept {
     return t.fire == &fire_sleep ? &static_cast<const sleep_wait&>(t).where : nullptr;
 }
 
+void deadline_guard::fire(timer_node* t) noexcept {
+    auto* n = static_cast<node*>(t);
+    n->fired = true;
+    n->src->request_stop();
+}
+
+bool is_timeout_deadline(const timer_node& t) noexcept { return t.fire == &deadline_guard::fire; }
+
 deadline_guard::deadline_guard(event_loop& loop, duration d, std::stop_source& src) noexcept
     : loop_(loop) {
     node_.src = &src;
-    node_.fire = [](timer_node* t) noexcept {
-        auto* n = static_cast<node*>(t);
-        n->fired = true;
-        n->src->request_stop();
-    };
+    node_.fire = &fire;
     loop.timers().add_after(node_, loop.now(), d);
 }
 

@@ -5,6 +5,7 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <csignal>
 #include <sstream>
 #include <string>
@@ -205,6 +206,34 @@ TEST_CASE("dump() lists each pending wait with its location") {
         loop.run();
     }
     CHECK(dump_lines(loop).size() == 1);
+}
+
+TEST_CASE("dump() names the timers of with_timeout and stop_after") {
+    coev::event_loop loop;
+    std::stop_source stop;
+    int sleep_line = 0;
+    auto waiter = [&]() -> coev::task<> {
+        sleep_line = __LINE__ + 1;
+        (void)co_await coev::with_timeout(1h, coev::sleep_for(2h));
+    };
+    coev::spawn(loop, waiter(), coev::spawn_options{.stop = stop.get_token()});
+    loop.poll();
+    loop.stop_after(50ms);  // lets run() below return once the waiter is gone
+    const auto lines = dump_lines(loop);
+    CAPTURE(lines);
+    REQUIRE(lines.size() == 4);  // header, and the three timers in the heap's order
+    auto has = [&](const std::string& what) {
+        return std::count_if(lines.begin() + 1, lines.end(), [&](const std::string& l) {
+                   return l.find("  timer due in ") == 0 && l.ends_with(what);
+               }) == 1;
+    };
+    CHECK(has("(with_timeout)"));
+    CHECK(has("(stop_after)"));
+    CHECK(has("(sleep at " + location(__FILE__, sleep_line) + ")"));
+    stop.request_stop();
+    watchdog wd(loop);
+    loop.run();
+    CHECK_FALSE(wd.fired());
 }
 
 TEST_CASE("a cancelled wait leaves nothing in dump() and nothing pending") {

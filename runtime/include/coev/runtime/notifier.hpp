@@ -7,7 +7,6 @@
 #include <coev/runtime/result.hpp>
 #include <coev/runtime/task.hpp>
 
-#include <optional>
 #include <stop_token>
 
 namespace coev {

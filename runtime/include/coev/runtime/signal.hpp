@@ -8,7 +8,6 @@
 
 #include <cstdint>
 #include <initializer_list>
-#include <optional>
 #include <coev/runtime/source_location.hpp>
 #include <stop_token>
 #include <vector>

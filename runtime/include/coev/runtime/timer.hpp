@@ -153,6 +153,7 @@ public:
     deadline_guard(const deadline_guard&) = delete;
     ~deadline_guard() { loop_.timers().cancel(node_); }
     bool fired() const noexcept { return node_.fired; }
+    static void fire(timer_node* t) noexcept;
 
 private:
     struct node : timer_node {
