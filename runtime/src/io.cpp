@@ -331,8 +331,8 @@ bool io_wait_base::arm_completion(event_loop& loop, fd_state& st, io_wait*& slot
     // A Unix connect does not wait (it connects, or fails with EAGAIN at once, which a
     // submitted connect would retry in the kernel instead): it is made here, and waits for
     // writability only if it ever reports EINPROGRESS. Other connects are submitted.
-    const bool unix_connect =
-        w_.op == io_op::connect && static_cast<const sockaddr*>(w_.buf)->sa_family == AF_UNIX;
+    const bool unix_connect = w_.op == io_op::connect && w_.buf &&
+                              static_cast<const sockaddr*>(w_.buf)->sa_family == AF_UNIX;
     if (unix_connect && w_.perform(&w_, st)) return false;
     w_.poll_first =
         ((w_.op == io_op::write || w_.op == io_op::writev) && st.not_socket) || unix_connect;

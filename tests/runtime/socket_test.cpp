@@ -263,3 +263,19 @@ TEST_CASE("a Unix connect to a listener succeeds on every backend") {
     CHECK(connected.has_value());
     CHECK(accepted.has_value());
 }
+
+TEST_CASE("a connect without an address fails with EFAULT on every backend") {
+    coev::event_loop loop;
+    coev::unique_fd fd(::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    REQUIRE(fd);
+    coev::result<void> r;
+    auto client = [&]() -> coev::task<> {
+        r = co_await coev::connect(fd.get(), nullptr, sizeof(sockaddr_in));
+    };
+    coev::spawn(loop, client());
+    watchdog wd(loop);
+    loop.run();
+    CHECK_FALSE(wd.fired());
+    REQUIRE_FALSE(r.has_value());
+    CHECK(r.error() == std::errc::bad_address);
+}
