@@ -286,10 +286,9 @@ TEST_CASE("200 reads that wait together cost the backend a few system calls, not
     coev::event_loop loop;  // the backend under test (COEV_BACKEND)
     std::vector<coev::unique_fd> read_ends, write_ends;
     for (int i = 0; i < pipes; ++i) {
-        int fds[2];
-        REQUIRE(::pipe2(fds, O_NONBLOCK | O_CLOEXEC) == 0);
-        read_ends.emplace_back(fds[0]);
-        write_ends.emplace_back(fds[1]);
+        auto p = coev_test::make_pipe();
+        read_ends.push_back(std::move(p.read_end));
+        write_ends.push_back(std::move(p.write_end));
     }
     int done = 0;
     auto reader = [&](int fd) -> coev::task<> {

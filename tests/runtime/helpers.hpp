@@ -18,6 +18,7 @@
 #include <sstream>
 #include <string>
 #include <string_view>
+#include <fcntl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <system_error>
@@ -38,6 +39,19 @@ inline socket_pair make_socket_pair(int type = SOCK_STREAM) {
     int fds[2];
     if (::socketpair(AF_UNIX, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds) != 0)
         throw std::system_error(errno, std::system_category(), "socketpair");
+    return {coev::unique_fd(fds[0]), coev::unique_fd(fds[1])};
+}
+
+/// Both ends of a non-blocking pipe.
+struct pipe_pair {
+    coev::unique_fd read_end;
+    coev::unique_fd write_end;
+};
+
+inline pipe_pair make_pipe() {
+    int fds[2];
+    if (::pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0)
+        throw std::system_error(errno, std::system_category(), "pipe2");
     return {coev::unique_fd(fds[0]), coev::unique_fd(fds[1])};
 }
 

@@ -17,6 +17,7 @@
 #include <vector>
 
 using namespace std::chrono_literals;
+using coev_test::make_pipe;
 using coev_test::make_socket_pair;
 using coev_test::send_now;
 using coev_test::watchdog;
@@ -25,17 +26,6 @@ namespace {
 
 std::string as_string(const std::vector<std::byte>& buf, std::size_t n) {
     return std::string(reinterpret_cast<const char*>(buf.data()), n);
-}
-
-/// A non-blocking pipe: [0] read end, [1] write end.
-struct pipe_pair {
-    coev::unique_fd read_end;
-    coev::unique_fd write_end;
-};
-pipe_pair make_pipe() {
-    int fds[2];
-    REQUIRE(::pipe2(fds, O_NONBLOCK | O_CLOEXEC) == 0);
-    return {coev::unique_fd(fds[0]), coev::unique_fd(fds[1])};
 }
 
 }  // namespace

@@ -162,10 +162,9 @@ TEST_CASE("a writev that would block finishes once the peer reads, after what wa
         writer_end = std::move(s.a);
     }
     SUBCASE("pipe") {
-        int p[2];
-        REQUIRE(::pipe2(p, O_NONBLOCK | O_CLOEXEC) == 0);
-        reader_end = coev::unique_fd(p[0]);
-        writer_end = coev::unique_fd(p[1]);
+        auto p = coev_test::make_pipe();
+        reader_end = std::move(p.read_end);
+        writer_end = std::move(p.write_end);
     }
     // Fill with 'x' until the kernel refuses more.
     std::size_t queued = 0;

@@ -62,7 +62,7 @@ struct io_wait : waiter {
 
 /// A transfer done by the loop when readiness arrives (or submitted whole). `buf` is the bytes,
 /// the iovec array of a readv (`count` entries, `len` bytes in all), the msghdr of a writev
-/// (its iovecs likewise) or the address.
+/// (`len` bytes in all) or the address.
 struct rw_wait : io_wait {
     void* buf = nullptr;
     std::size_t len = 0;
@@ -301,7 +301,6 @@ public:
         msg_.msg_iov = const_cast<iovec*>(iov.data());
         msg_.msg_iovlen = iov.size();
         w_.buf = &msg_;  // the completion backend submits the message whole (sendmsg)
-        w_.count = std::uint32_t(iov.size());
         for (const iovec& v : iov) w_.len += v.iov_len;
     }
     writev_some_awaiter(writev_some_awaiter&& o) noexcept
