@@ -5,11 +5,12 @@
                           [--only c=64,s=64] [--memory] [--idle N]
 
 Every server runs pinned to CPU 1 and the load generator (bench/echo_load) to CPU 0; within a
-repetition the servers take turns (ABCD ABCD ...), and the table shows medians over repetitions.
-Ratios: coev/libevent messages per second (goal >= 1.0), p99 beside libevent's, io_uring/epoll
-(goal > 1.0 at 64 and 1,000 connections) and coev epoll beside the hand-written epoll server
-(goal within 15 %). --memory holds N idle connections (default 10,000) on each server and
-reports resident bytes per connection.
+repetition the servers take turns, each repetition starting with the next one (ABCD BCDA ...),
+and the table shows medians over repetitions. Ratios are medians of the ratios within each
+repetition, where a row's servers run back to back: coev/libevent messages per second (goal
+>= 1.0), p99 beside libevent's, io_uring/epoll (goal > 1.0 at 64 and 1,000 connections) and
+coev epoll beside the hand-written epoll server (goal within 15 %). --memory holds N idle
+connections (default 10,000) on each server and reports resident bytes per connection.
 """
 import argparse
 import os
@@ -112,8 +113,10 @@ def run_matrix(args, found):
     results = {}  # (row, server) -> list of (msgs, p50, p99)
     problems = []
     for rep in range(args.reps):
+        # Each repetition starts with the next server, so no server always runs first.
+        order = found[rep % len(found):] + found[:rep % len(found)]
         for c, s in rows:
-            for name, cmd in found:
+            for name, cmd in order:
                 srv = Server(cmd)
                 try:
                     r = load(args.build, srv.port, c, s, args.duration, args.depth)
@@ -128,7 +131,8 @@ def run_matrix(args, found):
     med = {k: tuple(statistics.median(x[i] for x in v) for i in range(3))
            for k, v in results.items()}
     print(f"\nEcho, depth {args.depth}, {args.duration:g} s per run, median of {args.reps} "
-          f"alternating repetitions (msgs/s, p99 latency in us)\n")
+          f"alternating repetitions (msgs/s, p99 latency in us; ratios: median of the "
+          f"per-repetition ratios)\n")
     print("| c | size | " + " | ".join(names) + " | coev/libevent | io_uring/epoll | "
           "epoll/by hand |")
     print("|---|---|" + "---|" * (len(names) + 3))
@@ -139,8 +143,11 @@ def run_matrix(args, found):
             cells.append(f"{fmt_rate(m[0])} ({m[2]:.0f})" if m else "-")
 
         def ratio(a, b):
-            ma, mb = med.get(((c, s), a)), med.get(((c, s), b))
-            return f"{ma[0] / mb[0]:.2f}" if ma and mb and mb[0] else "-"
+            # Paired within each repetition (the servers ran back to back), then the median:
+            # the machine's speed drifts between repetitions far more than within one.
+            ra, rb = results.get(((c, s), a)), results.get(((c, s), b))
+            pairs = [x[0] / y[0] for x, y in zip(ra or [], rb or []) if y[0]]
+            return f"{statistics.median(pairs):.2f}" if pairs else "-"
         print(f"| {c} | {s} | " + " | ".join(cells) + f" | {ratio('coev epoll', 'libevent')}"
               f" | {ratio('coev io_uring', 'coev epoll')} | "
               f"{ratio('coev epoll', 'epoll by hand')} |")
