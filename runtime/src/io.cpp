@@ -99,8 +99,11 @@ bool settle(rw_wait& w, fd_state& st, long n) noexcept {
     // A short transfer on a stream socket means the kernel buffer ran dry (or full): the next
     // call would block, so skip it and wait for the next edge. Not a short read elsewhere: a
     // terminal returns one line per read() and a datagram socket one message, however many
-    // are queued, and no edge comes for the rest. EOF (0) stays readable for good.
-    if (n > 0 && std::size_t(n) < w.len && !(st.ready & fd_state::read_closed) &&
+    // are queued, and no edge comes for the rest. EOF (0) stays readable for good. Nor a short
+    // read once urgent data came: a read stops at its mark.
+    const std::uint8_t sticky =
+        w.dir == 0 ? fd_state::read_closed | fd_state::urgent : fd_state::read_closed;
+    if (n > 0 && std::size_t(n) < w.len && !(st.ready & sticky) &&
         (w.dir == 1 || stream_socket(w.fd, st)))
         st.ready &= std::uint8_t(~bit);
     w.n = n;

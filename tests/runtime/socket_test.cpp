@@ -278,3 +278,47 @@ TEST_CASE("a connect without an address fails with EFAULT on every backend") {
     REQUIRE_FALSE(r.has_value());
     CHECK(r.error() == std::errc::bad_address);
 }
+
+// Regression (epoll): recv() stops short at TCP's urgent mark with bytes queued behind it. The
+// readiness cache took that short read for a drained socket and waited for an edge that never
+// came; an urgent-data report (EPOLLPRI) now stops short reads from clearing readability.
+TEST_CASE("bytes sent after urgent data are read without waiting for more") {
+    coev::event_loop loop;
+    sockaddr_storage addr{};
+    socklen_t len = 0;
+    auto listener = listen_on_loopback(AF_INET, addr, len);
+    std::string received;
+    coev::result<std::size_t> last = std::size_t{0};
+    bool server_done = false;
+    auto server = [&]() -> coev::task<> {
+        auto conn = co_await coev::accept(listener.get(), nullptr, nullptr);
+        REQUIRE(conn.has_value());
+        char buf[64];
+        // "helloab", the urgent "c" (out of band, not in the stream), then "world".
+        while (received.size() < 12) {
+            last = co_await coev::with_timeout(
+                2s, coev::read_some(conn->get(), std::as_writable_bytes(std::span(buf))));
+            if (!last || *last == 0) break;
+            received += as_string(buf, *last);
+        }
+        server_done = true;
+    };
+    auto client = [&]() -> coev::task<> {
+        auto fd = tcp_socket(AF_INET);
+        auto c = co_await coev::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), len);
+        REQUIRE(c.has_value());
+        (void)co_await coev::sleep_for(20ms);  // the server's read waits first
+        REQUIRE(::send(fd.get(), "helloab", 7, 0) == 7);
+        REQUIRE(::send(fd.get(), "c", 1, MSG_OOB) == 1);
+        REQUIRE(::send(fd.get(), "world", 5, 0) == 5);
+        // No FIN until the server is done: only the bytes themselves may end its read.
+        for (int i = 0; i < 500 && !server_done; ++i) (void)co_await coev::sleep_for(10ms);
+    };
+    coev::spawn(loop, server());
+    coev::spawn(loop, client());
+    watchdog wd(loop);
+    loop.run();
+    CHECK(last.has_value());
+    CHECK(received == "helloabworld");
+    CHECK_FALSE(wd.fired());
+}

@@ -22,7 +22,7 @@ namespace {
 
 constexpr std::uint64_t wake_tag = std::uint64_t{1} << 40;
 constexpr std::uint64_t signal_tag = std::uint64_t{1} << 41;
-constexpr std::uint32_t all_events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+constexpr std::uint32_t all_events = EPOLLIN | EPOLLPRI | EPOLLOUT | EPOLLRDHUP | EPOLLET;
 
 std::error_code last_error() noexcept { return {errno, std::system_category()}; }
 
@@ -124,6 +124,8 @@ public:
             if (e.events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) bits |= 2;
             // The peer's close is an edge that never comes again: remember it for good.
             if (e.events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) bits |= fd_state::read_closed;
+            // Urgent data: readable, and short reads stop proving the socket drained.
+            if (e.events & EPOLLPRI) bits |= 1 | fd_state::urgent;
             loop.on_fd_event(static_cast<int>(e.data.u64), bits);
         }
         if (static_cast<std::size_t>(n) == events_.size() && events_.size() < 4096)

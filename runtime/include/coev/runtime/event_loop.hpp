@@ -134,6 +134,10 @@ struct fd_state {
     /// Set in `ready` once the peer closed its side (or the fd failed): reads will never
     /// block again, whatever a short read suggests.
     static constexpr std::uint8_t read_closed = 4;
+    /// Set in `ready` once urgent (out-of-band) data was reported: recv() stops short at the
+    /// urgent mark with bytes queued behind it, so a short read no longer proves the socket
+    /// drained (an edge-triggered backend would wait for an edge that never comes).
+    static constexpr std::uint8_t urgent = 8;
     io_wait* reader = nullptr;
     io_wait* writer = nullptr;
     std::uint8_t ready = 3;       // bit 0 readable, bit 1 writable; "maybe" until EAGAIN
