@@ -540,6 +540,78 @@ TEST_CASE("an fd number closed while the loop was not running can be read again 
     CHECK(r.has_value());
 }
 
+// Regression (io_uring): a read that parks on a socket queues a receive in the ring, naming the
+// fd by number. Closed in the same iteration, before the ring was entered, the number went to
+// the next socket, whose first bytes the dead receive then took. Closing now hands queued
+// requests to the kernel first.
+TEST_CASE("a socket closed in the iteration its read began leaves the next socket's bytes alone") {
+    coev::event_loop loop;
+    std::string got;
+    int old_number = -1, new_number = -1;
+    auto first = make_socket_pair();
+    old_number = first.a.get();
+    std::vector<std::byte> one(16);
+    coev::result<std::size_t> parked;
+    auto reader = [&]() -> coev::task<> { parked = co_await coev::read_some(first.a.get(), one); };
+    auto closer = [&]() -> coev::task<> {
+        first.a.close();  // the reader resumes with error::closed
+        first.b.close();
+        auto next = make_socket_pair();
+        new_number = next.a.get();
+        REQUIRE(send_now(next.b.get(), "for the new socket") == 18);
+        next.b.close();
+        std::vector<std::byte> buf(64);
+        for (;;) {
+            auto r = co_await coev::with_timeout(2s, coev::read_some(next.a.get(), buf));
+            if (!r || *r == 0) break;
+            got.append(reinterpret_cast<const char*>(buf.data()), *r);
+        }
+    };
+    coev::spawn(loop, reader());
+    coev::spawn(loop, closer());  // runs right after the reader parks, in the same iteration
+    watchdog wd(loop);
+    loop.run();
+    CHECK(new_number == old_number);
+    CHECK(parked.error() == coev::make_error_code(coev::error::closed));
+    CHECK(got == "for the new socket");
+    CHECK_FALSE(wd.fired());
+}
+
+// Regression (io_uring): the EINVAL of one receive (a read on an unconnected Unix socket) was
+// taken for a kernel without multishot receives, which switched them off for every socket and
+// stranded the bytes another socket had already received.
+TEST_CASE("a read failing on one socket leaves another socket's received bytes readable") {
+    coev::event_loop loop;
+    std::string first, rest;
+    coev::result<std::size_t> unconnected;
+    auto t = [&]() -> coev::task<> {
+        auto p = make_socket_pair();
+        REQUIRE(send_now(p.b.get(), "ABCDEFGH") == 8);
+        std::byte one[1];
+        auto r1 = co_await coev::read_some(p.a.get(), one);  // "A"; the rest stays queued
+        if (r1 && *r1 == 1) first = "A";
+        coev::unique_fd u(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+        std::byte ub[16];
+        unconnected = co_await coev::with_timeout(2s, coev::read_some(u.get(), ub));
+        REQUIRE(send_now(p.b.get(), "XYZ") == 3);
+        p.b.close();
+        std::vector<std::byte> buf(64);
+        for (int i = 0; i < 10; ++i) {
+            auto r = co_await coev::with_timeout(2s, coev::read_some(p.a.get(), buf));
+            if (!r || *r == 0) break;
+            rest.append(reinterpret_cast<const char*>(buf.data()), *r);
+        }
+    };
+    coev::spawn(loop, t());
+    watchdog wd(loop);
+    loop.run();
+    CHECK(first == "A");
+    REQUIRE_FALSE(unconnected.has_value());
+    CHECK(unconnected.error() == std::errc::invalid_argument);
+    CHECK(rest == "BCDEFGHXYZ");
+    CHECK_FALSE(wd.fired());
+}
+
 TEST_CASE("10,000 concurrent waits on one loop all complete") {
     coev::event_loop loop;
     // A backend without arbitrary_fds (select: nothing at or above FD_SETSIZE) gets as many waits

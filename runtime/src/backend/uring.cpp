@@ -74,6 +74,9 @@ public:
         // poll: 5.13; cancelling every request at shutdown: 5.19), which would spin or hang
         // the loop instead of failing: fall back to the next backend.
         require_kernel(5, 19);
+        // Multishot receives came in 6.0. Decided here, once: an EINVAL from one receive later
+        // is that socket's error (an unconnected Unix socket), not the kernel's verdict.
+        buffers_failed_ = !kernel_at_least(6, 0);
         // Cooperative task work if the kernel has it. Not IORING_SETUP_SINGLE_ISSUER (nor the
         // DEFER_TASKRUN it allows, nor a registered ring fd): those bind the ring to one
         // thread, and a loop may be made on one thread, run on another and destroyed on a
@@ -101,12 +104,16 @@ public:
         }
         arm_poll(wakefd_, wake_tag);
     }
-    static void require_kernel(int major, int minor) {
+    static bool kernel_at_least(int major, int minor) noexcept {
         utsname u{};
         int ma = 0, mi = 0;
-        if (::uname(&u) == 0 && std::sscanf(u.release, "%d.%d", &ma, &mi) == 2 &&
-            (ma > major || (ma == major && mi >= minor)))
-            return;
+        return ::uname(&u) == 0 && std::sscanf(u.release, "%d.%d", &ma, &mi) == 2 &&
+               (ma > major || (ma == major && mi >= minor));
+    }
+    static void require_kernel(int major, int minor) {
+        if (kernel_at_least(major, minor)) return;
+        utsname u{};
+        ::uname(&u);
         throw std::system_error(errno_code(ENOSYS),
                                 std::string("io_uring: kernel ") + u.release + " is older than " +
                                     std::to_string(major) + "." + std::to_string(minor));
@@ -130,17 +137,25 @@ public:
     std::error_code watch(int, fd_state&, bool) noexcept override { return {}; }
     void forget(int fd, fd_state& st) noexcept override {
         st.registered = false;
-        if (std::size_t(fd) >= streams_.size() || !streams_[std::size_t(fd)]) return;
-        recv_stream* rs = streams_[std::size_t(fd)];
-        streams_[std::size_t(fd)] = nullptr;  // a reused number starts a stream of its own
-        drop_queue(*rs);
-        if (!rs->armed) {
-            delete rs;
-            return;
+        if (std::size_t(fd) < streams_.size() && streams_[std::size_t(fd)]) {
+            recv_stream* rs = streams_[std::size_t(fd)];
+            streams_[std::size_t(fd)] = nullptr;  // a reused number starts a stream of its own
+            drop_queue(*rs);
+            if (rs->armed) {
+                rs->dead = true;
+                dying_.push_back(rs);
+                stop_stream(*rs);
+            } else {
+                delete rs;
+            }
         }
-        rs->dead = true;
-        dying_.push_back(rs);
-        stop_stream(*rs);
+        // The fd is about to be closed. A request still queued in the ring names it by number:
+        // the kernel must see it now, or it would act on whatever file gets the number next (a
+        // dead stream's receive taking the first bytes of the next socket).
+        if (io_uring_sq_ready(&ring_) > 0) {
+            ++calls;
+            io_uring_submit(&ring_);
+        }
     }
 
     std::error_code watch_signal_fd(int fd) noexcept override {
@@ -496,6 +511,7 @@ private:
 
     void on_stream(event_loop& loop, recv_stream& rs, const io_uring_cqe* cqe) noexcept {
         const bool more = cqe->flags & IORING_CQE_F_MORE;
+        int not_connected = 0;
         if (cqe->res > 0 && (cqe->flags & IORING_CQE_F_BUFFER)) {
             auto bid = std::uint16_t(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
             if (rs.dead) {
@@ -507,8 +523,8 @@ private:
         } else if (cqe->res == 0) {
             rs.ended = true;  // EOF: reads return 0 from now on, after the queued bytes
             rs.end = 0;
-        } else if (cqe->res == -EINVAL && !rs.ended && rs.queued == 0) {
-            buffers_failed_ = true;  // a kernel without multishot receive (before 6.0)
+        } else if (cqe->res == -EINVAL || cqe->res == -ENOTCONN) {
+            not_connected = cqe->res;  // this read fails; the socket may still connect later
         } else if (cqe->res < 0 && cqe->res != -ECANCELED && cqe->res != -ENOBUFS) {
             rs.ended = true;
             rs.end = cqe->res;
@@ -528,6 +544,11 @@ private:
                 rs.waiter = nullptr;
                 // A readiness wait only learns there is something; a read takes it.
                 loop.on_complete(w, w->op == io_op::poll ? POLLIN : deliver(rs, *w));
+            } else if (not_connected && !rs.armed) {
+                // What a readiness backend's read reports; a readiness wait learns that the
+                // socket is readable, and its read then fails the same way.
+                rs.waiter = nullptr;
+                loop.on_complete(w, w->op == io_op::poll ? POLLIN : not_connected);
             } else if (w->op == io_op::poll && !rs.armed) {
                 rs.waiter = nullptr;  // nothing will come through the stream: ask the kernel
                 w->in_flight = true;
