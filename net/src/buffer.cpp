@@ -8,6 +8,7 @@
 #include <array>
 #include <cerrno>
 #include <climits>
+#include <limits>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -34,10 +35,20 @@ constexpr std::size_t header = (sizeof(storage) + 15) & ~std::size_t(15);
 // not pin memory for good.
 constexpr std::size_t pool_keep = 256;
 
+struct pools;
+// This thread's pools: null until first used, and again once they are destroyed at thread
+// exit. A buffer can outlive them (a static one, or a thread_local made before the pools) and
+// must then free straight to the system. Plain pointers and flags stay readable all through
+// the thread's teardown.
+thread_local pools* pool_of_thread = nullptr;
+thread_local bool pools_gone = false;
+
 struct pools {
     std::array<std::vector<storage*>, block_sizes.size()> blocks;
     std::vector<segment*> segments;
     ~pools() {
+        pool_of_thread = nullptr;
+        pools_gone = true;
         for (auto& v : blocks)
             for (storage* s : v) {
                 s->~storage();
@@ -46,18 +57,26 @@ struct pools {
         for (segment* s : segments) delete s;
     }
 };
-thread_local pools pool;
+
+pools* thread_pools() noexcept {
+    if (pool_of_thread || pools_gone) return pool_of_thread;
+    thread_local pools owner;
+    pool_of_thread = &owner;
+    return pool_of_thread;
+}
 
 storage* new_block(std::size_t at_least) {
+    if (at_least > std::numeric_limits<std::size_t>::max() - header) throw std::bad_alloc();
     std::uint8_t cls = no_class;
     for (std::uint8_t i = 0; i < block_sizes.size(); ++i)
-        if (at_least + header <= block_sizes[i]) {
+        if (at_least <= block_sizes[i] - header) {
             cls = i;
             break;
         }
-    if (cls != no_class && !pool.blocks[cls].empty()) {
-        storage* s = pool.blocks[cls].back();
-        pool.blocks[cls].pop_back();
+    pools* pool = thread_pools();
+    if (cls != no_class && pool && !pool->blocks[cls].empty()) {
+        storage* s = pool->blocks[cls].back();
+        pool->blocks[cls].pop_back();
         s->refs = 1;
         return s;
     }
@@ -75,9 +94,13 @@ void unref(storage* s) noexcept {
     if (--s->refs != 0) return;
     switch (s->kind) {
     case storage_kind::owned:
-        if (s->size_class != no_class && pool.blocks[s->size_class].size() < pool_keep) {
-            pool.blocks[s->size_class].push_back(s);
-            return;
+        if (pools* pool = thread_pools();
+            pool && s->size_class != no_class && pool->blocks[s->size_class].size() < pool_keep) {
+            try {
+                pool->blocks[s->size_class].push_back(s);
+                return;
+            } catch (...) {  // no room to remember it: free it instead
+            }
         }
         s->~storage();
         std::free(s);
@@ -101,9 +124,10 @@ void unref(storage* s) noexcept {
 
 segment* new_segment(storage* st, std::size_t off, std::size_t len) {
     segment* g;
-    if (!pool.segments.empty()) {
-        g = pool.segments.back();
-        pool.segments.pop_back();
+    pools* pool = thread_pools();
+    if (pool && !pool->segments.empty()) {
+        g = pool->segments.back();
+        pool->segments.pop_back();
         g->next = nullptr;
     } else {
         g = new segment;
@@ -116,9 +140,9 @@ segment* new_segment(storage* st, std::size_t off, std::size_t len) {
 
 void free_segment(segment* g) noexcept {
     unref(g->st);
-    if (pool.segments.size() < pool_keep * 4) {
+    if (pools* pool = thread_pools(); pool && pool->segments.size() < pool_keep * 4) {
         try {
-            pool.segments.push_back(g);
+            pool->segments.push_back(g);
             return;
         } catch (...) {
         }
@@ -361,8 +385,9 @@ result<void> buffer::add_file(int fd, off_t offset, std::size_t length) {
     struct stat sb;
     if (::fstat(fd, &sb) != 0) return last_error();
     // Regular files only: a pipe or socket has no offsets to pread() or sendfile() from.
-    if (!S_ISREG(sb.st_mode) || offset < 0 ||
-        std::uint64_t(offset) + length > std::uint64_t(sb.st_size))
+    // (Compared so that nothing wraps: offset + length can pass 2^64.)
+    if (!S_ISREG(sb.st_mode) || offset < 0 || sb.st_size < offset ||
+        length > std::uint64_t(sb.st_size - offset))
         return std::make_error_code(std::errc::invalid_argument);
     if (length == 0) {
         ::close(fd);
@@ -419,6 +444,9 @@ std::byte* buffer::pullup(std::size_t n) {
     if (n > size_) return nullptr;
     if (n == 0) return head_ ? const_cast<std::byte*>(bytes_of(head_)) : nullptr;
     if (head_->len >= n) return const_cast<std::byte*>(bytes_of(head_));
+    // Merging frees the front segments, whose bytes a frozen front promises to keep (a write
+    // in flight points into them).
+    if (frozen_front_) frozen("pullup across a frozen front");
     storage* st = new_block(n);
     std::size_t done = 0;
     while (done < n) {

@@ -11,6 +11,7 @@
 #include <random>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <unistd.h>
 
 using coev::net::buffer;
@@ -382,6 +383,11 @@ TEST_CASE("add_file bytes come out through copy_out, pullup and write_to") {
     SUBCASE("a range past the end of the file, or an fd that is not a file, is refused") {
         buffer b;
         CHECK(b.add_file(fd, 19'000, 5000).error() == std::errc::invalid_argument);
+        // Past the end by 8, with a length whose sum with the offset wraps to the file's size.
+        const auto size = std::size_t(::lseek(fd, 0, SEEK_END));
+        CHECK(b.add_file(fd, off_t(size + 8), size - (size + 8)).error() ==
+              std::errc::invalid_argument);
+        CHECK(b.add_file(fd, 8, std::size_t(-1) - 3).error() == std::errc::invalid_argument);
         CHECK(b.add_file(-1, 0, 1).error() == std::errc::bad_file_descriptor);
         int p[2];
         REQUIRE(::pipe(p) == 0);
@@ -437,6 +443,49 @@ TEST_CASE("a frozen end refuses changes with std::logic_error") {
     CHECK_THROWS_AS((void)b.read_line(eol_style::lf), std::logic_error);
     b.append("d");
     CHECK(b.to_string() == "bcd");
+}
+
+// Regression: pullup merged the front segments of a frozen front, freeing the bytes a pending
+// write pointed into (a buffered_stream flushing to a stream_pair).
+TEST_CASE("pullup does not merge across a frozen front") {
+    int released = 0;
+    buffer b = segmented({"abc", "def"}, &released);
+    b.freeze_front(true);
+    CHECK_THROWS_AS((void)b.pullup(4), std::logic_error);
+    CHECK(released == 0);
+    REQUIRE(b.pullup(3) != nullptr);  // already contiguous: nothing changes
+    CHECK(b.to_string() == "abcdef");
+    b.freeze_front(false);
+    REQUIRE(b.pullup(4) != nullptr);
+    CHECK(released == 1);  // "abc" merged away; "def" keeps its last two bytes
+    CHECK(b.to_string() == "abcdef");
+}
+
+TEST_CASE("reserving more than memory can hold is bad_alloc, not a smaller span") {
+    buffer b;
+    CHECK_THROWS_AS((void)b.reserve(buffer::npos), std::bad_alloc);
+    CHECK_THROWS_AS((void)b.reserve(buffer::npos - 60), std::bad_alloc);
+    CHECK(b.empty());
+    CHECK(b.reserve(100).size() >= 100);
+}
+
+namespace {
+void fill_thread_local_buffer() {
+    thread_local buffer kept;  // made before this thread's block pools, so destroyed after them
+    kept.append(std::string(5000, 'x'));
+    buffer passing;  // its block and segment go back to the pools, which then hold memory
+    passing.append(std::string(5000, 'z'));
+}
+}  // namespace
+
+// Regression (seen by ASan): a buffer destroyed after its thread's block pools (a thread_local
+// or static one made first) gave its blocks back into the destroyed pools' vectors.
+TEST_CASE("a buffer that outlives its thread's block pools frees its blocks safely") {
+    std::thread t(fill_thread_local_buffer);
+    t.join();
+    buffer b;  // and this thread's pools still work
+    b.append(std::string(5000, 'y'));
+    CHECK(b.size() == 5000);
 }
 
 TEST_CASE("change callbacks report every change in size") {

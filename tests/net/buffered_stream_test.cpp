@@ -216,6 +216,87 @@ TEST_CASE("read_until past the maximum line length is an error too") {
     CHECK(got == coev::error::line_too_long);
 }
 
+// Regression: the CR of a line of exactly max_line bytes counted as line content while its LF
+// had not come, so the line was refused or not depending on how the bytes were split.
+TEST_CASE("a line of exactly the maximum length is read however its CRLF is split") {
+    for (auto style : {coev::net::eol_style::crlf, coev::net::eol_style::crlf_strict}) {
+        CAPTURE(int(style));
+        coev::event_loop loop;
+        watchdog dog(loop);
+        auto ab_ = connected();
+        auto& a = ab_.first;
+        auto& b = ab_.second;
+        b.set_max_line(10);
+        coev::result<std::string> line;
+        auto writer = [&]() -> coev::task<> {
+            auto w1 = co_await a.write("0123456789\r");
+            REQUIRE(w1);
+            (void)co_await coev::sleep_for(20ms);  // the reader sees the CR alone first
+            auto w2 = co_await a.write("\n");
+            REQUIRE(w2);
+        };
+        auto reader = [&]() -> coev::task<> { line = co_await b.read_line(style); };
+        coev::spawn(loop, writer());
+        coev::spawn(loop, reader());
+        loop.run();
+        REQUIRE(line.has_value());
+        CHECK(*line == "0123456789");
+    }
+}
+
+// Regression: read_until added the delimiter's length to max_line, which wrapped around when
+// max_line was npos ("no limit") and refused everything longer than the delimiter.
+TEST_CASE("read_until with no line limit waits for its delimiter") {
+    coev::event_loop loop;
+    watchdog dog(loop);
+    auto ab_ = connected();
+    auto& a = ab_.first;
+    auto& b = ab_.second;
+    b.set_max_line(coev::net::buffer::npos);
+    coev::result<std::string> got;
+    auto writer = [&]() -> coev::task<> {
+        auto w3 = co_await a.write("Header: value");
+        REQUIRE(w3);
+        (void)co_await coev::sleep_for(20ms);
+        auto w4 = co_await a.write("\r\n\r\n");
+        REQUIRE(w4);
+    };
+    auto reader = [&]() -> coev::task<> { got = co_await b.read_until("\r\n\r\n"); };
+    coev::spawn(loop, writer());
+    coev::spawn(loop, reader());
+    loop.run();
+    REQUIRE(got.has_value());
+    CHECK(*got == "Header: value");
+}
+
+// Regression: with input() empty, try_read_some({}) asked the socket for 0 bytes, got 0 and
+// took it for the end of the stream; every later read then reported EOF with bytes queued.
+TEST_CASE("try_read_some with no room is not an end of stream") {
+    coev::event_loop loop;
+    watchdog dog(loop);
+    auto ab_ = connected();
+    auto& a = ab_.first;
+    auto& b = ab_.second;
+    std::string got;
+    auto run = [&]() -> coev::task<> {
+        auto w5 = co_await a.write("hello");
+        REQUIRE(w5);
+        auto w6 = co_await b.wait_readable();
+        REQUIRE(w6);
+        auto none = b.try_read_some({});
+        REQUIRE(none.has_value());
+        CHECK(*none == 0);
+        CHECK_FALSE(b.eof());
+        char buf[16];
+        auto n = co_await b.read_some(std::as_writable_bytes(std::span(buf)));
+        REQUIRE(n.has_value());
+        got.assign(buf, *n);
+    };
+    coev::spawn(loop, run());
+    loop.run();
+    CHECK(got == "hello");
+}
+
 TEST_CASE("the read low watermark makes fill() wait for that much") {
     coev::event_loop loop;
     watchdog dog(loop);

@@ -105,6 +105,7 @@ public:
 
     // ---- reading straight into the buffer ----
     /// Contiguous writable space of at least `n` bytes at the end; valid until the next change.
+    /// std::bad_alloc when that much cannot be had.
     std::span<std::byte> reserve(std::size_t n);
     /// Makes `n` bytes of the last reserve() part of the buffer (n <= the reserved size).
     void commit(std::size_t n);
@@ -114,7 +115,8 @@ public:
     /// iovecs the whole range needs (which may exceed out.size(), as evbuffer_peek does).
     std::size_t peek(std::span<iovec> out, std::size_t max_bytes = npos);
     /// Makes the first `n` bytes (all when npos) contiguous and returns them; nullptr if the
-    /// buffer holds fewer than `n`.
+    /// buffer holds fewer than `n`. Merging segments changes the front: refused (logic_error)
+    /// while the front is frozen, unless the first segment already holds `n` bytes.
     std::byte* pullup(std::size_t n = npos);
     /// Copies up to out.size() bytes from offset `from` without removing them; returns the count.
     std::size_t copy_out(std::span<std::byte> out, std::size_t from = 0);

@@ -94,8 +94,10 @@ public:
                 in_.drain(eol->pos + eol->len);
                 co_return line;
             }
-            if (in_.size() > max_line_) co_return error::line_too_long;
-            // A CR at the end may start a CRLF: look at it again next time.
+            // A CR at the end may start a CRLF, so it is not line yet: a line of exactly
+            // max_line bytes must not fail because its CR and LF came in separate reads.
+            if (line_so_far(style) > max_line_) co_return error::line_too_long;
+            // Look at that CR again next time.
             scanned = in_.size() ? in_.size() - 1 : 0;
             if (eof_) co_return error::unexpected_eof;
             auto n = co_await read_more(false);
@@ -114,7 +116,11 @@ public:
                 in_.drain(*at + delim.size());
                 co_return s;
             }
-            if (in_.size() > max_line_ + delim.size()) co_return error::line_too_long;
+            // The last delim.size() - 1 bytes may be the start of the delimiter. (Subtracted,
+            // not added to max_line: set_max_line(npos) means no limit.)
+            const std::size_t pending = delim.empty() ? 0 : delim.size() - 1;
+            if (in_.size() > pending && in_.size() - pending > max_line_)
+                co_return error::line_too_long;
             from = in_.size() >= delim.size() ? in_.size() - delim.size() + 1 : 0;
             if (eof_) co_return error::unexpected_eof;
             auto n = co_await read_more(false);
@@ -146,6 +152,7 @@ public:
     result<std::size_t> try_read_some(std::span<std::byte> out) noexcept
         requires try_read_stream<S>
     {
+        if (out.empty()) return std::size_t(0);  // not an end of stream: no read was made
         if (!in_.empty()) return in_.remove(out);
         if (eof_) return std::size_t(0);
         auto n = s_.try_read_some(out);
@@ -208,6 +215,18 @@ public:
     void close() noexcept { s_.close(); }
 
 private:
+    // How much of input() is certainly line content while no end of line is found: all of it,
+    // but a final CR where a CRLF can end the line.
+    std::size_t line_so_far(eol_style style) {
+        std::size_t n = in_.size();
+        if (n && (style == eol_style::crlf || style == eol_style::crlf_strict)) {
+            std::byte last{};
+            in_.copy_out({&last, 1}, n - 1);
+            if (last == std::byte{'\r'}) --n;
+        }
+        return n;
+    }
+
     // One read from the stream into input(); 0 at EOF. `respect_high`: not past the high mark.
     task<result<std::size_t>> read_more(bool respect_high, std::size_t want = read_chunk) {
         if (eof_) co_return std::size_t(0);
