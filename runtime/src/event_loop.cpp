@@ -217,7 +217,18 @@ bool event_loop::has_pending() const noexcept {
     return !timers_.empty() && (clock_ != clock_mode::manual || timers_.next_deadline() <= now_);
 }
 
+namespace {
+// A task that runs its own loop would interleave two iterations (and a nested run clears the
+// stop flag its caller may have set): refused.
+void refuse_reentry_of(const event_loop* l) {
+    if (detail::current_loop == l)
+        throw std::logic_error("coev::event_loop: run(), run_once() or poll() called from a task "
+                               "of the same loop");
+}
+}  // namespace
+
 void event_loop::run(run_mode mode) {
+    refuse_reentry_of(this);
     scope s(this);
     stop_flag_.store(false, std::memory_order_relaxed);
     exit_flag_ = false;
@@ -230,6 +241,7 @@ void event_loop::run(run_mode mode) {
 }
 
 bool event_loop::run_once() {
+    refuse_reentry_of(this);
     scope s(this);
     stop_flag_.store(false, std::memory_order_relaxed);
     exit_flag_ = false;
@@ -241,6 +253,7 @@ bool event_loop::run_once() {
 }
 
 bool event_loop::poll() {
+    refuse_reentry_of(this);
     scope s(this);
     stop_flag_.store(false, std::memory_order_relaxed);
     exit_flag_ = false;
@@ -256,7 +269,7 @@ void event_loop::stop() noexcept {
 }
 
 void event_loop::stop_after(duration d) {
-    timers_.add_at(exit_timer_, now() + d);
+    timers_.add_after(exit_timer_, now(), d);  // saturates: duration::max() never fires
 }
 
 void event_loop::advance(duration d) {

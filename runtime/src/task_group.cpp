@@ -50,7 +50,8 @@ task_group::task_group(std::stop_token parent) : task_group() {
 task_group::~task_group() {
     parent_link_.reset();
     if (st_->running > 0) st_->source.request_stop();
-    st_->joiner = nullptr;
+    // A task still joining keeps the state (it holds a reference) and resumes once the
+    // cancelled children have ended.
     st_->release();
 }
 

@@ -1,6 +1,8 @@
 // runtime/src/timer_queue.cpp
 #include <coev/runtime/detail/timer_queue.hpp>
 
+#include <limits>
+
 namespace coev::detail {
 
 namespace {
@@ -90,16 +92,27 @@ timer_fifo* timer_queue::fifo_for(duration d) {
     return nullptr;
 }
 
+namespace {
+// now + d, held at the clock's ends: duration::max() means "never", not a wrap into the past.
+time_point later(time_point now, duration d) noexcept {
+    const auto n = now.time_since_epoch().count(), x = d.count();
+    using lim = std::numeric_limits<duration::rep>;
+    if (x > 0 && n > lim::max() - x) return time_point::max();
+    if (x < 0 && n < lim::min() - x) return time_point::min();
+    return now + d;
+}
+}  // namespace
+
 void timer_queue::add_after(timer_node& n, time_point now, duration d) {
     // Scattered durations (the common case without idle timeouts) skip the list search.
     timer_fifo* f = fifos_.empty() && d != last_period_ ? nullptr : fifo_for(d);
     if (!f) {
         last_period_ = d;
-        add_at(n, now + d);
+        add_at(n, later(now, d));
         return;
     }
     if (n.armed()) cancel(n);
-    n.deadline = now + d;
+    n.deadline = later(now, d);
     n.seq = next_seq_++;
     n.fifo = f;
     n.next = nullptr;

@@ -323,3 +323,59 @@ TEST_CASE("awaiting an empty (moved-from) task throws std::logic_error") {
     coev::run(t());
     CHECK(threw);
 }
+
+// Regression (seen by ASan): destroying a task_group while a task waited in join() deleted the
+// state the joiner pointed into, and the joiner was never resumed.
+TEST_CASE("a task_group destroyed while another task joins it cancels the children and resumes "
+          "the joiner") {
+    coev::event_loop loop;
+    auto group = std::make_unique<coev::task_group>();
+    bool child_cancelled = false, joined = false;
+    auto child = [&]() -> coev::task<> {
+        auto r = co_await coev::sleep_for(10s);
+        child_cancelled = !r && r.error() == std::errc::operation_canceled;
+    };
+    auto joiner = [&]() -> coev::task<> {
+        group->spawn(child());
+        auto r = co_await group->join();
+        (void)r;
+        joined = true;
+    };
+    auto destroyer = [&]() -> coev::task<> {
+        (void)co_await coev::sleep_for(5ms);
+        group.reset();
+    };
+    coev::spawn(loop, joiner());
+    coev::spawn(loop, destroyer());
+    watchdog wd(loop, 5s);
+    loop.run();
+    CHECK(child_cancelled);
+    CHECK(joined);
+    CHECK_FALSE(wd.fired());
+}
+
+TEST_CASE("run(), run_once() and poll() from a task of the same loop are refused") {
+    coev::event_loop loop;
+    int refused = 0;
+    auto t = [&]() -> coev::task<> {
+        try {
+            loop.run();
+        } catch (const std::logic_error&) {
+            ++refused;
+        }
+        try {
+            (void)loop.run_once();
+        } catch (const std::logic_error&) {
+            ++refused;
+        }
+        try {
+            (void)loop.poll();
+        } catch (const std::logic_error&) {
+            ++refused;
+        }
+        co_return;
+    };
+    coev::spawn(loop, t());
+    loop.run();
+    CHECK(refused == 3);
+}

@@ -364,3 +364,56 @@ TEST_CASE("with_timeout ends in operation_canceled when its caller is cancelled"
     CHECK(out.error() == std::errc::operation_canceled);
     CHECK_FALSE(wd.fired());
 }
+
+// Regression: now + duration::max() overflowed into the past; the wrapped deadline then made
+// the loop's wait timeout overflow too, and every other timer starved.
+TEST_CASE("a sleep of duration::max() never fires and does not hold up other timers") {
+    coev::event_loop loop;
+    coev::result<void> forever = std::make_error_code(std::errc::io_error);
+    bool short_fired = false;
+    auto sleeper = [&]() -> coev::task<> {
+        forever = co_await coev::sleep_for(coev::duration::max());
+    };
+    auto limited = [&]() -> coev::task<> {
+        auto r = co_await coev::with_timeout(coev::duration::max(), coev::sleep_for(20ms));
+        short_fired = r.has_value();
+    };
+    coev::task_group g;
+    auto run_all = [&]() -> coev::task<> {
+        g.spawn(sleeper());
+        (void)co_await limited();
+        g.request_stop();  // ends the endless sleep
+        auto j = co_await g.join();
+        (void)j;
+    };
+    coev::spawn(loop, run_all());
+    watchdog wd(loop, 5s);
+    loop.run();
+    CHECK(short_fired);
+    REQUIRE_FALSE(forever.has_value());
+    CHECK(forever.error() == std::errc::operation_canceled);
+    CHECK_FALSE(wd.fired());
+}
+
+TEST_CASE("with_timeout around a void awaitable reports the caller's cancellation") {
+    coev::event_loop loop;
+    coev::result<void> r;
+    std::stop_source stop;
+    struct plain_wait {  // a void awaitable: a sleep whose result is dropped
+        coev::task<> operator()() { (void)co_await coev::sleep_for(10s); }
+    };
+    auto t = [&]() -> coev::task<> { r = co_await coev::with_timeout(10s, plain_wait{}()); };
+    auto canceller = [&]() -> coev::task<> {
+        (void)co_await coev::sleep_for(5ms);
+        stop.request_stop();
+    };
+    coev::spawn_options opts;
+    opts.stop = stop.get_token();
+    coev::spawn(loop, t(), std::move(opts));
+    coev::spawn(loop, canceller());
+    watchdog wd(loop, 5s);
+    loop.run();
+    REQUIRE_FALSE(r.has_value());
+    CHECK(r.error() == std::errc::operation_canceled);
+    CHECK_FALSE(wd.fired());
+}

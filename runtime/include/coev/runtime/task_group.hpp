@@ -68,6 +68,16 @@ public:
     class join_awaiter {
     public:
         explicit join_awaiter(detail::group_state* st) noexcept : st_(st) {}
+        join_awaiter(const join_awaiter&) = delete;
+        join_awaiter& operator=(const join_awaiter&) = delete;
+        // A suspended joiner keeps the group's state alive: the group may be destroyed while
+        // it waits (its children are then cancelled, and the joiner resumes when they end).
+        ~join_awaiter() {
+            if (!holds_) return;
+            if (st_->joiner == &node_) st_->joiner = nullptr;  // its frame died while waiting
+            link_.reset();
+            st_->release();
+        }
         bool await_ready() const noexcept { return st_->running == 0; }
         template <class P> bool await_suspend(std::coroutine_handle<P> h) noexcept {
             if (st_->joiner) {  // one joiner at a time: a second would orphan the first
@@ -78,6 +88,8 @@ public:
             node_.handle = h;
             node_.priority = detail::priority_of(p);
             st_->joiner = &node_;
+            ++st_->refs;
+            holds_ = true;
             const std::stop_token& tok = detail::stop_token_of(p);
             if (tok.stop_possible()) link_.emplace(tok, detail::forward_stop{&st_->source});
             return true;
@@ -87,6 +99,7 @@ public:
     private:
         detail::group_state* st_;
         bool busy_ = false;
+        bool holds_ = false;  // took a reference on *st_ when it suspended
         detail::ready_node node_;
         std::optional<std::stop_callback<detail::forward_stop>> link_;
     };

@@ -200,8 +200,11 @@ task<detail::as_result_t<detail::await_result_t<A>>> with_timeout(duration d, A 
             detail::stop_redirect redirect(self, &token);
             co_await std::move(a);
         }
-        // A void awaitable cannot say it was cut short: finishing past the deadline counts.
-        if (deadline.fired() && !self.stop->stop_requested())
+        // A void awaitable cannot say it was cut short: a stop of the caller, or finishing
+        // past the deadline, counts as one.
+        if (self.stop->stop_requested())
+            co_return out{std::make_error_code(std::errc::operation_canceled)};
+        if (deadline.fired())
             co_return out{std::make_error_code(std::errc::timed_out)};
         co_return out{};
     } else {
