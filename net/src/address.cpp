@@ -30,8 +30,9 @@ bool parse_port(std::string_view s, std::uint16_t& out) noexcept {
 }
 
 // inet_pton() wants a NUL-terminated string; addresses are short, so a stack copy does.
+// Text with a NUL inside is refused: the C functions would stop there and ignore the rest.
 template <std::size_t N> bool to_cstr(std::string_view s, char (&buf)[N]) noexcept {
-    if (s.size() >= N) return false;
+    if (s.size() >= N || s.find('\0') != std::string_view::npos) return false;
     std::memcpy(buf, s.data(), s.size());
     buf[s.size()] = '\0';
     return true;
@@ -189,7 +190,9 @@ result<endpoint> endpoint::from_sockaddr(const sockaddr* sa, socklen_t len) {
         len = sizeof(sockaddr_in6);
         break;
     case AF_UNIX:
-        if (len > socklen_t(sizeof(sockaddr_un))) return invalid();
+        // Linux reports a 108-byte path without its NUL as one byte more than sockaddr_un
+        // (unix(7)); the storage has room for it.
+        if (len > socklen_t(sizeof(sockaddr_un) + 1)) return invalid();
         break;
     default:
         return std::make_error_code(std::errc::address_family_not_supported);
@@ -225,16 +228,19 @@ std::uint16_t endpoint::port() const noexcept {
 
 std::string endpoint::path() const {
     if (!is_unix()) return {};
-    auto* sun = reinterpret_cast<const sockaddr_un*>(&storage_);
+    // The bytes of sun_path, read through the storage: a 108-byte path without its NUL
+    // reaches one byte past sockaddr_un (see from_sockaddr).
+    const char* sun_path =
+        reinterpret_cast<const char*>(&storage_) + offsetof(sockaddr_un, sun_path);
     std::size_t n = len_ > offsetof(sockaddr_un, sun_path) ? len_ - offsetof(sockaddr_un, sun_path)
                                                            : 0;
     if (n == 0) return {};  // unnamed (socketpair, unbound)
-    if (sun->sun_path[0] == '\0') {  // abstract: shown with '@' in place of the NUL
-        std::string name(sun->sun_path, n);
+    if (sun_path[0] == '\0') {  // abstract: shown with '@' in place of the NUL
+        std::string name(sun_path, n);
         name[0] = '@';
         return name;
     }
-    return std::string(sun->sun_path, strnlen(sun->sun_path, n));
+    return std::string(sun_path, strnlen(sun_path, n));
 }
 
 std::string endpoint::to_string() const {

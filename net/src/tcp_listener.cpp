@@ -164,6 +164,9 @@ task<result<unique_fd>> listener_base::accept_fd(endpoint* peer) {
         if (e.value() == ECANCELED || transient(e.value())) continue;
         if (!out_of_resources(e.value())) co_return e;
         st->report(e);
+        // The hook may have closed or disabled the listener, with no wait yet to cut short:
+        // the loop top says what happened, before any back-off.
+        if (!st->sock.is_open() || !st->enabled) continue;
         // Free the reserve, take the queued connection and refuse it, then take the reserve back:
         // the peer sees a reset instead of hanging, and the socket stops being readable.
         if (st->reserve_fd >= 0) {

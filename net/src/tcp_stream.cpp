@@ -33,7 +33,8 @@ task<result<std::size_t>> stream_socket::writev(std::span<const iovec> iov) {
     for (const iovec& v : iov) total += v.iov_len;
     // The first attempt writes from the caller's array; a short write continues on a copy,
     // advanced past what went out.
-    auto first = co_await writev_some(iov);
+    // (At most IOV_MAX entries per call: the kernel refuses more with EMSGSIZE.)
+    auto first = co_await writev_some(iov.first(std::min<std::size_t>(iov.size(), IOV_MAX)));
     if (!first) co_return first.error();
     std::size_t done = *first;
     if (done == total) co_return done;

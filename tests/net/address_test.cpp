@@ -6,6 +6,7 @@
 
 #include <arpa/inet.h>
 #include <ostream>  // doctest prints std::error_code
+#include <cstring>
 #include <netinet/in.h>
 #include <string>
 #include <sys/un.h>
@@ -53,6 +54,33 @@ TEST_CASE("bad endpoint text is an error, never a crash") {
         CHECK_FALSE(endpoint::parse(text));
     }
     CHECK(endpoint::parse("1.2.3.4:x").error() == std::errc::invalid_argument);
+}
+
+// Regression: the C parsers stop at a NUL, so text with one inside parsed as its prefix.
+TEST_CASE("text with a NUL inside is refused, not cut short") {
+    using namespace std::string_view_literals;
+    for (std::string_view text : {"127.0.0.1\0garbage:80"sv, "[::1\0zzz]:80"sv,
+                                  "[fe80::1%lo\0xx]:1"sv, "1.2.3.4:8\0"sv}) {
+        CAPTURE(text.size());
+        CHECK_FALSE(endpoint::parse(text));
+    }
+    CHECK_FALSE(coev::net::address::parse("127.0.0.1\0evil"sv));
+}
+
+// Regression: Linux reports a 108-byte Unix path without its NUL as sizeof(sockaddr_un) + 1
+// (unix(7)); from_sockaddr refused it, and accept() then reported such a peer as 0.0.0.0:0.
+TEST_CASE("a Unix address of a full 108-byte path, as the kernel reports it, is accepted") {
+    sockaddr_storage ss{};
+    auto* sun = reinterpret_cast<sockaddr_un*>(&ss);
+    sun->sun_family = AF_UNIX;
+    const std::string path(sizeof(sockaddr_un::sun_path), 'p');
+    std::memcpy(sun->sun_path, path.data(), path.size());
+    auto e = endpoint::from_sockaddr(reinterpret_cast<sockaddr*>(&ss),
+                                     socklen_t(sizeof(sockaddr_un) + 1));
+    REQUIRE(e);
+    CHECK(e->path() == path);
+    CHECK_FALSE(endpoint::from_sockaddr(reinterpret_cast<sockaddr*>(&ss),
+                                        socklen_t(sizeof(sockaddr_un) + 2)));
 }
 
 TEST_CASE("a Unix path longer than sockaddr_un holds is refused") {

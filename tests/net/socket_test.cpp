@@ -8,6 +8,7 @@
 
 #include <cstdio>
 #include <fcntl.h>
+#include <optional>
 #include <string>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -58,6 +59,25 @@ struct descriptor_squeeze {
     bool release() noexcept {
         hog.clear();
         return ::setrlimit(RLIMIT_NOFILE, &old) == 0;
+    }
+};
+
+/// A listener with one descriptor for itself and none to spare, and a client whose connection
+/// waits in its queue: every accept() fails with EMFILE and, with no reserve descriptor to
+/// free, backs off (10 ms doubling to 1 s).
+struct starved_listener {
+    descriptor_squeeze squeeze;
+    coev::unique_fd client;
+    std::optional<tcp_listener> listener;
+
+    starved_listener() : client(::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) {
+        REQUIRE(client);
+        squeeze.fill();
+        squeeze.hog.pop_back();  // one descriptor for the listener itself, none for its reserve
+        listener.emplace(listen_loopback());
+        const endpoint at = *listener->local_endpoint();
+        int r = ::connect(client.get(), at.data(), at.size());
+        REQUIRE((r == 0 || errno == EINPROGRESS));
     }
 };
 
@@ -154,17 +174,10 @@ TEST_CASE("running out of descriptors neither stops nor spins the listener") {
 TEST_CASE("close() cuts short the back-off of a listener with no descriptor to spare") {
     coev::event_loop loop;
     watchdog dog(loop, 30s);
-    descriptor_squeeze squeeze;
-    coev::unique_fd client(::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-    REQUIRE(client);
-    squeeze.fill();
-    squeeze.hog.pop_back();  // one descriptor for the listener itself, none for its reserve
-    auto l = listen_loopback();
-    const endpoint at = *l.local_endpoint();
+    starved_listener starved;
+    auto& l = *starved.listener;
     std::vector<std::error_code> reported;
     l.set_error_handler([&](std::error_code e) { reported.push_back(e); });
-    int r = ::connect(client.get(), at.data(), at.size());
-    REQUIRE((r == 0 || errno == EINPROGRESS));
 
     std::error_code got;
     auto closed_at = std::chrono::steady_clock::now();
@@ -184,12 +197,44 @@ TEST_CASE("close() cuts short the back-off of a listener with no descriptor to s
     coev::spawn(loop, server());
     coev::spawn(loop, closer());
     loop.run();
-    squeeze.release();
+    starved.squeeze.release();
     CHECK_FALSE(dog.fired());
     CHECK(reported.size() >= 8);
     CHECK(got == coev::error::closed);
     // Well under the second the back-off would have slept (generous: the machine is shared).
     CHECK(returned_at - closed_at < 500ms);
+}
+
+// Regression: close() from the error hook came before the back-off wait began, so nothing cut
+// it short and accept() slept up to a second on a closed listener.
+TEST_CASE("close() from the listener's error hook ends the accept at once") {
+    coev::event_loop loop;
+    watchdog dog(loop, 30s);
+    starved_listener starved;
+    auto& l = *starved.listener;
+    int reports = 0;
+    auto closed_at = std::chrono::steady_clock::now();
+    l.set_error_handler([&](std::error_code) {
+        if (++reports == 8) {  // the back-off that follows would be a whole second
+            closed_at = std::chrono::steady_clock::now();
+            l.close();
+        }
+    });
+    std::error_code got;
+    auto returned_at = closed_at;
+    auto server = [&]() -> coev::task<> {
+        auto c = co_await l.accept();
+        returned_at = std::chrono::steady_clock::now();
+        REQUIRE_FALSE(c);
+        got = c.error();
+    };
+    coev::spawn(loop, server());
+    loop.run();
+    starved.squeeze.release();
+    CHECK_FALSE(dog.fired());
+    CHECK(reports == 8);
+    CHECK(got == coev::error::closed);
+    CHECK(returned_at - closed_at < 500ms);  // not the second of back-off (generous bound)
 }
 
 TEST_CASE("a disabled listener leaves connections queued until it is enabled") {

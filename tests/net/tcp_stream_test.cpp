@@ -66,6 +66,29 @@ TEST_CASE("writev sends every byte of every iovec in order") {
     CHECK(got == whole);
 }
 
+// Regression: the first sendmsg took the caller's whole array, and the kernel refuses more than
+// IOV_MAX (1024) entries with EMSGSIZE.
+TEST_CASE("writev of more iovecs than IOV_MAX sends them all") {
+    coev::event_loop loop;
+    watchdog dog(loop, 30s);
+    std::string whole(3000, '\0');
+    for (std::size_t i = 0; i < whole.size(); ++i) whole[i] = char('a' + i % 26);
+    std::string got(whole.size(), '\0');
+    auto run = [&]() -> coev::task<> {
+        auto p = co_await connect_tcp_pair();
+        std::vector<iovec> iov;
+        for (char& c : whole) iov.push_back({&c, 1});
+        auto n = co_await p.client.writev(iov);
+        REQUIRE(n);
+        CHECK(*n == whole.size());
+        auto r = co_await p.server.read_exact(std::as_writable_bytes(std::span(got)));
+        REQUIRE(r);
+    };
+    coev::spawn(loop, run());
+    loop.run();
+    CHECK(got == whole);
+}
+
 TEST_CASE("half-close: the peer reads everything, then EOF, and can still answer") {
     coev::event_loop loop;
     watchdog dog(loop);
