@@ -197,7 +197,8 @@ public:
     static event_loop* current() noexcept { return detail::current_loop; }
 
     /// Runs until nothing is pending (or forever with run_mode::until_stopped), stop(), or the
-    /// deadline of stop_after().
+    /// deadline of stop_after(). run(), run_once() and poll() throw std::logic_error when
+    /// called from a task of this same loop.
     void run(run_mode mode = run_mode::until_empty);
     /// One iteration: waits for something to happen if nothing is ready, runs what became
     /// ready (EVLOOP_ONCE). Returns has_pending(). With nothing pending it returns at once.

@@ -41,7 +41,8 @@ task<void> group_child(task<result<void>> t, group_state* st);
 /// Children inherit the group's stop token; join() also forwards the joining task's stop
 /// token to them. A child that throws or returns an error cancels its siblings; join() then
 /// rethrows the first exception or returns the first error code. Destroying a group with
-/// running children cancels them; they finish on their own.
+/// running children cancels them; they finish on their own, and a task joining the group
+/// resumes once they have.
 class task_group {
 public:
     task_group();
