@@ -20,23 +20,44 @@ void group_state::child_done() noexcept {
     release();
 }
 
+namespace {
+// A child's hold on the group's state. A child that ends reports through child_done(); one
+// whose frame is destroyed while suspended (its loop destroyed first) only lets go, or the
+// state would leak.
+struct child_hold {
+    group_state* st;
+    bool reported = false;
+    ~child_hold() {
+        if (reported) return;
+        --st->running;
+        st->release();
+    }
+    void done() noexcept {
+        reported = true;
+        st->child_done();
+    }
+};
+}  // namespace
+
 task<void> group_child(task<void> t, group_state* st) {
+    child_hold hold{st};
     try {
         co_await std::move(t);
     } catch (...) {
         st->fail(std::current_exception(), {});
     }
-    st->child_done();
+    hold.done();
 }
 
 task<void> group_child(task<result<void>> t, group_state* st) {
+    child_hold hold{st};
     try {
         result<void> r = co_await std::move(t);
         if (!r) st->fail(nullptr, r.error());
     } catch (...) {
         st->fail(std::current_exception(), {});
     }
-    st->child_done();
+    hold.done();
 }
 
 }  // namespace detail

@@ -379,3 +379,19 @@ TEST_CASE("run(), run_once() and poll() from a task of the same loop are refused
     loop.run();
     CHECK(refused == 3);
 }
+
+// Regression (LeakSanitizer): a loop destroyed while a group's children were suspended freed
+// their frames without letting go of the group's shared state, which then leaked.
+TEST_CASE("a loop destroyed while a task_group's children wait lets go of the group") {
+    auto group = std::make_unique<coev::task_group>();
+    {
+        coev::event_loop loop;
+        auto child = []() -> coev::task<> { (void)co_await coev::sleep_for(10s); };
+        group->spawn(loop, child());
+        group->spawn(loop, child());
+        loop.poll();  // both children reach their sleep
+        CHECK(group->size() == 2);
+    }  // the loop destroys the suspended children
+    CHECK(group->size() == 0);
+    group.reset();  // the last hold on the state: freed here
+}
