@@ -2,6 +2,7 @@
 #include <coev/net/socket.hpp>
 
 #include <cerrno>
+#include <limits>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
@@ -90,6 +91,9 @@ result<void> socket::set_v6only(bool on) noexcept {
 }
 
 result<void> socket::set_linger(std::optional<std::chrono::seconds> t) noexcept {
+    // A negative time, or one that l_linger's int cannot hold, is an error, not a wrap.
+    if (t && (t->count() < 0 || t->count() > std::numeric_limits<int>::max()))
+        return std::make_error_code(std::errc::invalid_argument);
     ::linger l{};
     l.l_onoff = t.has_value();
     l.l_linger = t ? int(t->count()) : 0;

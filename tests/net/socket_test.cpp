@@ -483,3 +483,13 @@ TEST_CASE("a Unix connect to a full backlog fails with EAGAIN instead of a false
     CHECK_FALSE(results.front());  // the first fits
     CHECK(results.back() == std::errc::resource_unavailable_try_again);
 }
+
+TEST_CASE("set_linger refuses a negative time and one past what the kernel holds") {
+    auto s = coev::net::socket::open(AF_INET, SOCK_STREAM);
+    REQUIRE(s);
+    CHECK(s->set_linger(std::chrono::seconds(-1)).error() == std::errc::invalid_argument);
+    CHECK(s->set_linger(std::chrono::seconds(10'000'000'000LL)).error() ==
+          std::errc::invalid_argument);
+    CHECK(s->set_linger(std::chrono::seconds(5)));
+    CHECK(s->set_linger(std::nullopt));
+}

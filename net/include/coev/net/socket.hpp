@@ -43,6 +43,7 @@ public:
     result<void> set_keepalive(bool on) noexcept;
     /// linger: nullopt = off (close returns at once, the kernel sends what is left);
     /// 0 s = reset the connection on close; n s = close waits up to n s for the data to go.
+    /// EINVAL for a negative time or one past INT_MAX seconds.
     result<void> set_linger(std::optional<std::chrono::seconds> t) noexcept;
     result<void> set_send_buffer(int bytes) noexcept;
     result<void> set_recv_buffer(int bytes) noexcept;
