@@ -8,10 +8,10 @@
 #include <array>
 #include <cerrno>
 #include <climits>
-#include <limits>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <stdexcept>
 #include <sys/sendfile.h>
 #include <sys/socket.h>

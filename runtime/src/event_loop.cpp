@@ -302,8 +302,10 @@ void event_loop::iterate(bool may_block) {
     } else if (clock_ == clock_mode::monotonic) {
         if (!timers_.empty()) {
             update_time();  // tasks may have run a while since the last wait
-            auto d = timers_.next_deadline() - now_;
-            timeout = d.count() > 0 ? std::int64_t(d.count()) : 0;
+            // Compared before subtracting: a deadline far in the past (sleep_until of the
+            // clock's start) would make the difference wrap into a wait of centuries.
+            const time_point next = timers_.next_deadline();
+            timeout = next > now_ ? std::int64_t((next - now_).count()) : 0;
         }
     } else if (waits_ == 0 || (!timers_.empty() && (clock_ == clock_mode::auto_advance ||
                                                     timers_.next_deadline() <= now_))) {

@@ -93,12 +93,12 @@ timer_fifo* timer_queue::fifo_for(duration d) {
 }
 
 namespace {
-// now + d, held at the clock's ends: duration::max() means "never", not a wrap into the past.
+// now + d, held at the clock's end: duration::max() means "never", not a wrap into the past.
+// (The clock's time is never negative, so a negative d cannot pass its start.)
 time_point later(time_point now, duration d) noexcept {
-    const auto n = now.time_since_epoch().count(), x = d.count();
-    using lim = std::numeric_limits<duration::rep>;
-    if (x > 0 && n > lim::max() - x) return time_point::max();
-    if (x < 0 && n < lim::min() - x) return time_point::min();
+    if (d.count() > 0 && now.time_since_epoch().count() >
+                             std::numeric_limits<duration::rep>::max() - d.count())
+        return time_point::max();
     return now + d;
 }
 }  // namespace

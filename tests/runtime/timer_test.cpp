@@ -395,6 +395,21 @@ TEST_CASE("a sleep of duration::max() never fires and does not hold up other tim
     CHECK_FALSE(wd.fired());
 }
 
+// The other end: now + duration::min() is a deadline near the clock's start, and the loop's
+// wait timeout (deadline - now) wrapped into a wait of centuries. It is simply due.
+TEST_CASE("a sleep of duration::min() is due at once") {
+    coev::event_loop loop;
+    coev::result<void> r = std::make_error_code(std::errc::io_error);
+    auto t = [&]() -> coev::task<> { r = co_await coev::sleep_for(coev::duration::min()); };
+    coev::spawn(loop, t());
+    watchdog wd(loop, 5s);
+    const auto start = std::chrono::steady_clock::now();
+    loop.run();
+    CHECK(r.has_value());
+    CHECK(std::chrono::steady_clock::now() - start < 2s);
+    CHECK_FALSE(wd.fired());
+}
+
 TEST_CASE("with_timeout around a void awaitable reports the caller's cancellation") {
     coev::event_loop loop;
     coev::result<void> r;

@@ -544,11 +544,11 @@ private:
                 rs.waiter = nullptr;
                 // A readiness wait only learns there is something; a read takes it.
                 loop.on_complete(w, w->op == io_op::poll ? POLLIN : deliver(rs, *w));
-            } else if (not_connected && !rs.armed) {
-                // What a readiness backend's read reports; a readiness wait learns that the
-                // socket is readable, and its read then fails the same way.
+            } else if (not_connected && w->op != io_op::poll && !rs.armed) {
+                // The read fails as a readiness backend's would (re-arming would only fail
+                // again); a readiness wait asks the kernel, below.
                 rs.waiter = nullptr;
-                loop.on_complete(w, w->op == io_op::poll ? POLLIN : not_connected);
+                loop.on_complete(w, not_connected);
             } else if (w->op == io_op::poll && !rs.armed) {
                 rs.waiter = nullptr;  // nothing will come through the stream: ask the kernel
                 w->in_flight = true;
