@@ -146,6 +146,7 @@ struct event_loop::scope {
           saved_runner(l->runner_.exchange(std::this_thread::get_id(), std::memory_order_acq_rel)) {
         detail::current_loop = l;
         l->note_thread();
+        l->backend_->on_thread();
     }
     ~scope() {
         loop->runner_.store(saved_runner, std::memory_order_release);
@@ -162,6 +163,7 @@ event_loop::event_loop(const loop_config& config)
       clock_(config.clock),
       precise_(config.precise_time) {
     completion_ = has_all(backend_->features(), backend_feature::completion);
+    backend_->attach(*this);
     note_thread();
     level_backend_ =
         !completion_ && !has_all(backend_->features(), backend_feature::edge_triggered);
@@ -612,6 +614,7 @@ void event_loop::reinit_after_fork() {
     same.prefer = std::string(backend_->name());
     same.ignore_env = true;
     backend_ = choose_backend(same);
+    backend_->attach(*this);
     for (std::size_t fd = 0; fd < fds_.size(); ++fd) {
         detail::fd_state& st = fds_[fd];
         st.registered = false;

@@ -330,15 +330,16 @@ bool io_wait_base::arm_completion(event_loop& loop, fd_state& st, io_wait*& slot
     }
     // A write to a pipe or tty raises SIGPIPE when the reader is gone, and the kernel would
     // raise it inside io_uring_enter; so such writes wait for readiness and then go through
-    // the signal-safe write(). Sockets send with MSG_NOSIGNAL, submitted whole.
+    // the signal-safe write(). Reads from them wait for readiness too: the kernel would run a
+    // tty read on a worker thread, beyond what the loop can take back when it moves to another
+    // thread's ring. Sockets send with MSG_NOSIGNAL, submitted whole.
     // A Unix connect does not wait (it connects, or fails with EAGAIN at once, which a
     // submitted connect would retry in the kernel instead): it is made here, and waits for
     // writability only if it ever reports EINPROGRESS. Other connects are submitted.
     const bool unix_connect = w_.op == io_op::connect && w_.buf &&
                               static_cast<const sockaddr*>(w_.buf)->sa_family == AF_UNIX;
     if (unix_connect && w_.perform(&w_, st)) return false;
-    w_.poll_first =
-        ((w_.op == io_op::write || w_.op == io_op::writev) && st.not_socket) || unix_connect;
+    w_.poll_first = (st.not_socket && w_.op != io_op::poll) || unix_connect;
     if (w_.poll_first && (st.ready & (1u << w_.dir)) && w_.perform(&w_, st)) return false;
     w_.node.handle = h;
     w_.node.priority = priority_of(p);

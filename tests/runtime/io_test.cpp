@@ -8,11 +8,16 @@
 #include <csignal>
 #include <cstdio>
 #include <cstring>
+#include <atomic>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <numeric>
+#include <optional>
 #include <stdlib.h>
 #include <string>
 #include <sys/socket.h>
+#include <sys/un.h>
+#include <thread>
 #include <unistd.h>
 #include <vector>
 
@@ -713,4 +718,214 @@ TEST_CASE("try_write_some reports EAGAIN once the socket is full") {
     coev::spawn(loop, run());
     loop.run();
     CHECK(last == std::errc::resource_unavailable_try_again);
+}
+
+namespace {
+
+// Runs poll() on a thread of its own until `done` holds (or 10 s pass), then lets the thread
+// end: the loop's next user is another thread.
+template <class Pred> void poll_on_new_thread(coev::event_loop& loop, Pred done) {
+    std::thread t([&] {
+        for (int i = 0; i < 10'000 && !done(); ++i) {
+            loop.poll();
+            std::this_thread::sleep_for(1ms);
+        }
+    });
+    t.join();
+}
+
+}  // namespace
+
+TEST_CASE("a loop run on one thread and then on another keeps what was in flight") {
+    // io_uring binds its ring to the thread that first enters it; run from another thread, the
+    // loop moves to a new ring and must carry over a parked read, bytes received but not yet
+    // read, a write waiting for room and an accept, losing and repeating nothing.
+    coev::event_loop loop;  // made here, run on a second thread, then on a third
+    auto parked = make_socket_pair();
+    auto partial = make_socket_pair();
+    auto full = make_socket_pair();
+    std::size_t filled = 0;
+    {
+        std::vector<char> junk(64 * 1024, 'x');
+        for (int i = 0; i < 10'000; ++i) {
+            ssize_t n = ::send(full.a.get(), junk.data(), junk.size(), MSG_NOSIGNAL);
+            if (n <= 0) break;
+            filled += std::size_t(n);
+        }
+    }
+    const std::string path = "/tmp/coev-move-" + std::to_string(::getpid());
+    ::unlink(path.c_str());
+    coev::unique_fd listener(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path.c_str());
+    REQUIRE(::bind(listener.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+    REQUIRE(::listen(listener.get(), 8) == 0);
+
+    std::string got_parked, got_partial;
+    std::atomic<int> started{0};
+    std::size_t wrote = 0;
+    bool accepted = false;
+    auto read_parked = [&]() -> coev::task<> {
+        std::vector<std::byte> buf(64);
+        ++started;
+        auto n = co_await coev::with_timeout(10s, coev::read_some(parked.a.get(), buf));
+        if (n) got_parked = as_string(buf, *n);
+    };
+    auto read_partial = [&]() -> coev::task<> {
+        std::vector<std::byte> buf(64);
+        auto first = co_await coev::read_some(partial.a.get(), std::span(buf).first(1));
+        if (first) got_partial = as_string(buf, *first);
+        ++started;
+        (void)co_await coev::sleep_for(100ms);  // resumes after the move
+        while (got_partial.size() < 9) {
+            auto n = co_await coev::with_timeout(10s, coev::read_some(partial.a.get(), buf));
+            if (!n || *n == 0) break;
+            got_partial += as_string(buf, *n);
+        }
+    };
+    auto write_full = [&]() -> coev::task<> {
+        const std::string tail(100, 'y');
+        ++started;
+        auto n = co_await coev::with_timeout(10s, coev::write_some(full.a.get(),
+                                                                   coev_test::as_bytes(tail)));
+        if (n) wrote = *n;
+    };
+    auto accept_one = [&]() -> coev::task<> {
+        ++started;
+        auto c = co_await coev::with_timeout(10s, coev::accept(listener.get()));
+        accepted = bool(c);
+    };
+    REQUIRE(send_now(partial.b.get(), "abcdef") == 6);
+    coev::spawn(loop, read_parked());
+    coev::spawn(loop, read_partial());
+    coev::spawn(loop, write_full());
+    coev::spawn(loop, accept_one());
+    poll_on_new_thread(loop, [&, n = 0]() mutable { return started == 4 && ++n > 5; });
+    REQUIRE(started == 4);
+    CHECK(got_partial == "a");
+
+    // Now the third thread: what the tasks wait for happens, and the loop runs here.
+    std::string drained_tail;
+    std::size_t drained = 0;
+    std::thread third([&] {
+        watchdog dog(loop);
+        REQUIRE(send_now(parked.b.get(), "parked") == 6);
+        REQUIRE(send_now(partial.b.get(), "ghi") == 3);
+        coev::unique_fd client(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+        REQUIRE(::connect(client.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+        auto drain = [&]() -> coev::task<> {
+            std::vector<std::byte> buf(64 * 1024);
+            while (drained < filled + 100) {
+                auto n = co_await coev::with_timeout(10s, coev::read_some(full.b.get(), buf));
+                if (!n || *n == 0) break;
+                drained += *n;
+                drained_tail = (drained_tail + as_string(buf, *n));
+                if (drained_tail.size() > 200) drained_tail.erase(0, drained_tail.size() - 200);
+            }
+        };
+        coev::spawn(loop, drain());
+        loop.run();
+        CHECK_FALSE(dog.fired());
+    });
+    third.join();
+    ::unlink(path.c_str());
+    CHECK(got_parked == "parked");
+    CHECK(got_partial == "abcdefghi");
+    CHECK(wrote == 100);
+    CHECK(drained == filled + 100);
+    CHECK(drained_tail.substr(drained_tail.size() - 100) == std::string(100, 'y'));
+    CHECK(accepted);
+}
+
+TEST_CASE("a loop destroyed on another thread than the one that ran it ends its waits") {
+    struct flag_on_exit {
+        bool* flag;
+        ~flag_on_exit() { *flag = true; }
+    };
+    auto pair = make_socket_pair();
+    bool frame_gone = false;
+    std::atomic<bool> waiting{false};
+    {
+        coev::event_loop loop;
+        auto reader = [&]() -> coev::task<> {
+            flag_on_exit guard{&frame_gone};
+            std::vector<std::byte> buf(64);
+            waiting = true;
+            (void)co_await coev::read_some(pair.a.get(), buf);  // never answered
+        };
+        auto waiter = [&]() -> coev::task<> {
+            (void)co_await coev::wait_readable(pair.b.get());  // a plain readiness wait
+        };
+        coev::spawn(loop, reader());
+        coev::spawn(loop, waiter());
+        poll_on_new_thread(loop, [&, n = 0]() mutable { return waiting && ++n > 5; });
+        REQUIRE(waiting);
+    }  // destroyed here, on the test's thread
+    CHECK(frame_gone);
+    // The socket is still usable: nothing was left reading from it.
+    REQUIRE(send_now(pair.b.get(), "z") == 1);
+    char c = 0;
+    CHECK(::recv(pair.a.get(), &c, 1, 0) == 1);
+    CHECK(c == 'z');
+}
+
+TEST_CASE("a TCP connect in progress when the loop moves to another thread still completes") {
+    // A listener whose accept queue is full drops the SYN, so the connect stays in progress
+    // (the kernel retries after about a second) while the loop changes threads.
+    coev::unique_fd listener(::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof addr;
+    REQUIRE(::bind(listener.get(), reinterpret_cast<sockaddr*>(&addr), len) == 0);
+    REQUIRE(::listen(listener.get(), 0) == 0);
+    REQUIRE(::getsockname(listener.get(), reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+    std::vector<coev::unique_fd> fillers;
+    for (int i = 0; i < 4; ++i) {  // fill the accept queue (backlog 0 holds one or two)
+        coev::unique_fd f(::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+        ::connect(f.get(), reinterpret_cast<sockaddr*>(&addr), len);
+        fillers.push_back(std::move(f));
+    }
+    std::this_thread::sleep_for(50ms);
+
+    coev::event_loop loop;
+    coev::unique_fd sock(::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    std::atomic<bool> started{false};
+    std::optional<std::error_code> outcome;
+    auto connector = [&]() -> coev::task<> {
+        started = true;
+        auto r = co_await coev::with_timeout(
+            20s, coev::connect(sock.get(), reinterpret_cast<sockaddr*>(&addr), len));
+        outcome = r ? std::error_code{} : r.error();
+    };
+    coev::spawn(loop, connector());
+    // A few more iterations after it starts, so that the connect reaches the kernel.
+    poll_on_new_thread(loop, [&, n = 0]() mutable { return started && ++n > 5; });
+    REQUIRE(started);
+    std::thread other([&] {
+        // Make room: the fillers give up and whatever they queued is taken, so the connect's
+        // next SYN gets through.
+        fillers.clear();
+        auto acceptor = [&]() -> coev::task<> {
+            while (!outcome) {
+                auto c = co_await coev::with_timeout(100ms, coev::accept(listener.get()));
+                (void)c;  // closed at once
+            }
+        };
+        coev::spawn(loop, acceptor());
+        watchdog dog(loop, 30s);
+        loop.run();
+        CHECK_FALSE(dog.fired());
+    });
+    other.join();
+    REQUIRE(outcome.has_value());
+    CHECK_MESSAGE(!*outcome, outcome->message());
+    int err = -1;
+    socklen_t elen = sizeof err;
+    REQUIRE(::getsockopt(sock.get(), SOL_SOCKET, SO_ERROR, &err, &elen) == 0);
+    CHECK(err == 0);
+    sockaddr_in peer{};
+    socklen_t plen = sizeof peer;
+    CHECK(::getpeername(sock.get(), reinterpret_cast<sockaddr*>(&peer), &plen) == 0);
 }

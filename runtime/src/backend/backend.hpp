@@ -26,6 +26,10 @@ public:
     virtual ~backend() = default;
     virtual std::string_view name() const noexcept = 0;
     virtual backend_feature features() const noexcept = 0;
+    /// The loop this backend serves (called once it exists).
+    virtual void attach(event_loop& loop) noexcept { (void)loop; }
+    /// The loop is about to run on the calling thread (a ring bound to one thread moves).
+    virtual void on_thread() noexcept {}
 
     /// Makes sure `fd` is watched (st.registered tells whether it already is). With `rearm`,
     /// current readiness is reported again even if it did not change (level semantics).

@@ -10,8 +10,9 @@
 #include <coev/runtime/io.hpp>
 #include <coev/runtime/log.hpp>
 
-#include <cerrno>
 #include <algorithm>
+#include <atomic>
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <liburing.h>
@@ -21,6 +22,7 @@
 #include <sys/utsname.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 #include <utility>
 #include <vector>
@@ -48,6 +50,14 @@ constexpr std::uint64_t stream_bit = 2;
 
 std::error_code errno_code(int e) noexcept { return {e, std::system_category()}; }
 
+// Which thread this is, for the ring's single issuer: a number per thread that is never given
+// to another (thread ids and TLS addresses are, once a thread has exited).
+std::uint64_t this_thread_serial() noexcept {
+    static std::atomic<std::uint64_t> next{1};
+    thread_local const std::uint64_t serial = next.fetch_add(1, std::memory_order_relaxed);
+    return serial;
+}
+
 // What a socket's multishot receive has delivered and nobody has read yet.
 struct recv_stream {
     struct chunk {
@@ -65,6 +75,7 @@ struct recv_stream {
     std::size_t head = 0;
     std::size_t queued = 0;  // bytes
     rw_wait* waiter = nullptr;
+    std::size_t dying_at = 0;  // its index in dying_, once dead
 };
 
 class uring_backend final : public backend {
@@ -77,24 +88,7 @@ public:
         // Multishot receives came in 6.0. Decided here, once: an EINVAL from one receive later
         // is that socket's error (an unconnected Unix socket), not the kernel's verdict.
         buffers_failed_ = !kernel_at_least(6, 0);
-        // Cooperative task work if the kernel has it. Not IORING_SETUP_SINGLE_ISSUER (nor the
-        // DEFER_TASKRUN it allows, nor a registered ring fd): those bind the ring to one
-        // thread, and a loop may be made on one thread, run on another and destroyed on a
-        // third, which must still cancel what is in flight.
-        const unsigned attempts[] = {
-            IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG,
-            0,
-        };
-        int r = -EINVAL;
-        for (unsigned flags : attempts) {
-            io_uring_params p{};
-            p.flags = flags;
-            p.cq_entries = ring_entries * 4;
-            p.flags |= IORING_SETUP_CQSIZE;
-            r = io_uring_queue_init_params(ring_entries, &ring_, &p);
-            if (r == 0) break;
-            if (r != -EINVAL) break;  // ENOSYS, EPERM (sysctl, seccomp), ENOMEM: give up
-        }
+        const int r = setup_ring();
         if (r < 0) throw std::system_error(errno_code(-r), "io_uring_setup");
         wakefd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
         if (wakefd_ < 0) {
@@ -104,6 +98,32 @@ public:
         }
         arm_poll(wakefd_, wake_tag);
     }
+    // Best first: completion work deferred to the loop's own wait, on a ring with one issuer
+    // (6.1); it starts disabled, and the thread that first enters it becomes that issuer (see
+    // bind_here). Then cooperative task work, then whatever the kernel takes.
+    int setup_ring() noexcept {
+        const unsigned attempts[] = {
+            IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_R_DISABLED |
+                IORING_SETUP_TASKRUN_FLAG,
+            IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG,
+            0,
+        };
+        int r = -EINVAL;
+        for (unsigned flags : attempts) {
+            io_uring_params p{};
+            p.flags = flags | IORING_SETUP_CQSIZE;
+            p.cq_entries = ring_entries * 4;
+            r = io_uring_queue_init_params(ring_entries, &ring_, &p);
+            if (r == 0) {
+                single_issuer_ = flags & IORING_SETUP_SINGLE_ISSUER;
+                owner_ = 0;
+                break;
+            }
+            if (r != -EINVAL) break;  // ENOSYS, EPERM (sysctl, seccomp), ENOMEM: give up
+        }
+        return r;
+    }
+
     static bool kernel_at_least(int major, int minor) noexcept {
         utsname u{};
         int ma = 0, mi = 0;
@@ -134,8 +154,12 @@ public:
                backend_feature::arbitrary_fds;
     }
 
+    void attach(event_loop& loop) noexcept override { loop_ = &loop; }
+    void on_thread() noexcept override { bind_here(); }
+
     std::error_code watch(int, fd_state&, bool) noexcept override { return {}; }
     void forget(int fd, fd_state& st) noexcept override {
+        bind_here();
         st.registered = false;
         if (std::size_t(fd) < streams_.size() && streams_[std::size_t(fd)]) {
             recv_stream* rs = streams_[std::size_t(fd)];
@@ -143,6 +167,7 @@ public:
             drop_queue(*rs);
             if (rs->armed) {
                 rs->dead = true;
+                rs->dying_at = dying_.size();
                 dying_.push_back(rs);
                 stop_stream(*rs);
             } else {
@@ -159,12 +184,14 @@ public:
     }
 
     std::error_code watch_signal_fd(int fd) noexcept override {
+        bind_here();
         signalfd_ = fd;
         arm_poll(fd, signal_tag);
         return {};
     }
 
     void submit(io_wait& w, fd_state& st) noexcept override {
+        bind_here(&w);
         auto& rw = static_cast<rw_wait&>(w);
         // readv too: a socket's bytes may already sit in its receive queue, and a readv sent
         // to the kernel would overtake them (or race the multishot receive for what comes).
@@ -190,20 +217,16 @@ public:
         io_uring_sqe* sqe = get_sqe();
         if (w.poll_first || w.op == io_op::poll) {
             io_uring_prep_poll_add(sqe, w.fd, w.dir ? POLLOUT : POLLIN);
-        } else if (w.op == io_op::read) {
-            if (st.not_socket) {
-                io_uring_prep_read(sqe, w.fd, rw.buf, unsigned(rw.len), -1);
-            } else {
-                io_uring_prep_recv(sqe, w.fd, rw.buf, rw.len, 0);
-                // A read is submitted after the last one drained the socket: arm the poll
-                // first instead of failing a receive attempt now.
-                sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
-            }
-        } else if (w.op == io_op::write) {  // sockets only: others are poll_first
+        } else if (w.op == io_op::read) {  // sockets only, as below: others are poll_first
+            io_uring_prep_recv(sqe, w.fd, rw.buf, rw.len, 0);
+            // A read is submitted after the last one drained the socket: arm the poll first
+            // instead of failing a receive attempt now.
+            sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
+        } else if (w.op == io_op::write) {
             io_uring_prep_send(sqe, w.fd, rw.buf, rw.len, MSG_NOSIGNAL);
         } else if (w.op == io_op::readv) {
             io_uring_prep_readv(sqe, w.fd, static_cast<const iovec*>(rw.buf), rw.count, -1);
-        } else if (w.op == io_op::writev) {  // sockets only: others are poll_first
+        } else if (w.op == io_op::writev) {
             io_uring_prep_sendmsg(sqe, w.fd, static_cast<const msghdr*>(rw.buf), MSG_NOSIGNAL);
             // Submitted because the last attempt would have blocked: wait for room first.
             sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
@@ -218,6 +241,7 @@ public:
     }
 
     long try_read(int fd, fd_state& st, void* buf, std::size_t len) noexcept override {
+        bind_here();
         // Receiving ahead into a byte queue is for streams: it would merge datagrams.
         if (st.not_socket || st.always_ready || buffers_failed_ || !buffers_ready() ||
             !stream_socket(fd, st))
@@ -245,6 +269,7 @@ public:
     }
 
     void cancel(io_wait& w) noexcept override {
+        bind_here();
         if (recv_stream* rs = parked_on(w)) {  // no kernel operation owns its buffer
             rs->waiter = nullptr;
             w.loop->on_complete(&w, -ECANCELED);
@@ -260,6 +285,7 @@ public:
     }
 
     void cancel_sync(event_loop& loop, io_wait& w) noexcept override {
+        bind_here();
         if (recv_stream* rs = parked_on(w)) {
             rs->waiter = nullptr;
             if (!w.cancelling) w.ec = std::make_error_code(std::errc::operation_canceled);
@@ -276,6 +302,7 @@ public:
     }
 
     void quiesce(event_loop& loop) noexcept override {
+        bind_here();
         quiescing_ = true;
         for (recv_stream* rs : streams_) {
             if (!rs || !rs->waiter) continue;
@@ -291,7 +318,10 @@ public:
         while (in_flight_ > 0) reap(loop, -1);
     }
 
-    void wait(event_loop& loop, std::int64_t timeout_ns) override { reap(loop, timeout_ns); }
+    void wait(event_loop& loop, std::int64_t timeout_ns) override {
+        bind_here();
+        reap(loop, timeout_ns);
+    }
 
     void wake() noexcept override {
         std::uint64_t one = 1;
@@ -299,6 +329,124 @@ public:
     }
 
 private:
+    // ---- the single issuer ----
+    // A deferred-task-run ring answers only the thread that enabled it: nothing completes
+    // unless that thread enters it. Every entry point calls this first. The first thread to
+    // use the ring becomes its issuer; when the loop is later used from another thread (made on
+    // one, run on a second, destroyed on a third), the ring is replaced by one of this thread
+    // (rebind). `skip`: a wait being submitted right now, which rebind must not submit too.
+    void bind_here(const io_wait* skip = nullptr) noexcept {
+        if (!single_issuer_) return;
+        const std::uint64_t me = this_thread_serial();
+        if (owner_ == me) [[likely]] return;
+        if (owner_ == 0) {
+            enable();
+            owner_ = me;
+            return;
+        }
+        rebind(skip, me);
+    }
+
+    void enable() noexcept {
+        ++calls;
+        // Raw syscall: Debian 12's liburing declares io_uring_enable_rings but does not ship it.
+        if (::syscall(__NR_io_uring_register, ring_.ring_fd, IORING_REGISTER_ENABLE_RINGS,
+                      nullptr, 0) < 0)
+            fatal(std::string("io_uring: enabling the ring: ") + std::strerror(errno));
+    }
+
+    // Moves the loop to a fresh ring owned by the calling thread. The old ring does nothing
+    // without its issuer: in this mode the kernel runs completion work only inside the
+    // issuer's io_uring_enter (a closed ring's leftovers are cancelled, never run), and every
+    // operation the loop submits is a socket operation or a poll, which the kernel performs
+    // in that completion work, never on a worker thread. So what the old ring has not
+    // completed (its completion queue is drained first; reap() leaves nothing in overflow)
+    // has not touched memory, and is submitted again to the new ring.
+    void rebind(const io_wait* skip, std::uint64_t me) noexcept {
+        drain(*loop_);
+        if (IO_URING_READ_ONCE(*ring_.sq.kflags) & IORING_SQ_CQ_OVERFLOW)
+            log(log_level::error, "io_uring: completions left in overflow when the loop moved "
+                                  "to another thread are lost");
+        io_uring_queue_exit(&ring_);
+        ++calls;
+        const int r = setup_ring();
+        if (r < 0) fatal(std::string("io_uring: a ring for the loop's new thread: ") +
+                         std::strerror(-r));
+        if (single_issuer_) enable();
+        owner_ = me;
+        arm_poll(wakefd_, wake_tag);
+        if (signalfd_ >= 0) arm_poll(signalfd_, signal_tag);
+        if (br_) register_buffers_again();
+        for (recv_stream* rs : dying_) delete rs;
+        dying_.clear();
+        in_flight_ = 0;
+        for (recv_stream* rs : streams_) {
+            if (!rs) continue;
+            rs->armed = rs->stopping = false;
+            rs->waiter = nullptr;  // parked waits are submitted again below, and park again
+        }
+        loop_->for_each_fd_wait([&](io_wait& w, fd_state& st) {
+            if (w.in_flight && &w != skip) resubmit(w, st);
+        });
+    }
+
+    void resubmit(io_wait& w, fd_state& st) noexcept {
+        // Cancelled and not completed: the kernel never got to it.
+        if (w.cancelling) {
+            loop_->on_complete(&w, -ECANCELED);
+            return;
+        }
+        if (w.op == io_op::connect && !w.poll_first) {
+            // Whether the old ring's connect started is unknown: ask the socket. A connect in
+            // progress finishes by waiting for writability (perform_connect reads SO_ERROR).
+            auto& rw = static_cast<rw_wait&>(w);
+            int e = ::connect(w.fd, static_cast<const sockaddr*>(rw.buf), rw.addrlen) == 0
+                        ? 0
+                        : errno;
+            if (e == 0 || e == EISCONN) {
+                loop_->on_complete(&w, 0);
+                return;
+            }
+            if (e != EINPROGRESS && e != EALREADY && e != EINTR) {
+                loop_->on_complete(&w, -e);
+                return;
+            }
+            rw.n = 1;
+            w.poll_first = true;
+        }
+        submit(w, st);
+    }
+
+    // The new ring gets a buffer ring of its own, holding every buffer that no stream holds.
+    void register_buffers_again() noexcept {
+        const std::size_t ring_bytes = recv_buffers * sizeof(io_uring_buf);
+        ::munmap(br_, ring_bytes);  // the old ring's registration was dropped with it
+        br_ = nullptr;
+        void* ring_mem = ::mmap(nullptr, ring_bytes, PROT_READ | PROT_WRITE,
+                                MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+        io_uring_buf_reg reg{};
+        reg.ring_addr = reinterpret_cast<std::uint64_t>(ring_mem);
+        reg.ring_entries = recv_buffers;
+        reg.bgid = recv_group;
+        ++calls;
+        if (ring_mem == MAP_FAILED || io_uring_register_buf_ring(&ring_, &reg, 0) < 0) {
+            if (ring_mem != MAP_FAILED) ::munmap(ring_mem, ring_bytes);
+            buffers_failed_ = true;  // reads take the plain path from now on
+            return;
+        }
+        br_ = static_cast<io_uring_buf_ring*>(ring_mem);
+        io_uring_buf_ring_init(br_);
+        std::vector<bool> held(recv_buffers, false);
+        for (recv_stream* rs : streams_)
+            if (rs)
+                for (std::size_t i = rs->head; i < rs->queue.size(); ++i)
+                    held[rs->queue[i].bid] = true;
+        unsigned added = 0;
+        for (unsigned i = 0; i < recv_buffers; ++i)
+            if (!held[i]) give_back(std::uint16_t(i), added++, false);
+        io_uring_buf_ring_advance(br_, int(added));
+    }
+
     io_uring_sqe* get_sqe() noexcept {
         io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
         while (!sqe) {  // the ring is full: hand what is queued to the kernel first
@@ -334,7 +482,7 @@ private:
         drain(loop);
         // The kernel runs a bounded batch of completions' task work per enter (20 on recent
         // kernels) and flags the rest: fetch those now, not one loop iteration later each.
-        for (int i = 0; i < 64 && task_work_pending(); ++i) {
+        for (int i = 0; i < 64 && (task_work_pending() || cq_overflow()); ++i) {
             ++calls;
             io_uring_get_events(&ring_);
             drain(loop);
@@ -343,6 +491,10 @@ private:
 
     bool task_work_pending() const noexcept {
         return IO_URING_READ_ONCE(*ring_.sq.kflags) & IORING_SQ_TASKRUN;
+    }
+    // Completions the CQ had no room for wait in the kernel; entering the ring flushes them.
+    bool cq_overflow() const noexcept {
+        return IO_URING_READ_ONCE(*ring_.sq.kflags) & IORING_SQ_CQ_OVERFLOW;
     }
 
     void drain(event_loop& loop) noexcept {
@@ -534,7 +686,11 @@ private:
             rs.stopping = false;
             --in_flight_;
             if (rs.dead) {
-                std::erase(dying_, &rs);
+                // Swapped out, not searched for: closing 10,000 sockets must not cost 10,000².
+                recv_stream* last = dying_.back();
+                dying_[rs.dying_at] = last;
+                last->dying_at = rs.dying_at;
+                dying_.pop_back();
                 delete &rs;
                 return;
             }
@@ -585,6 +741,9 @@ private:
     }
 
     io_uring ring_{};
+    event_loop* loop_ = nullptr;
+    bool single_issuer_ = false;  // the ring answers only the thread that enabled it
+    std::uint64_t owner_ = 0;     // that thread (this_thread_serial), 0 before it is enabled
     int wakefd_ = -1;
     int signalfd_ = -1;
     std::size_t in_flight_ = 0;  // operations of tasks, not counting the internal polls

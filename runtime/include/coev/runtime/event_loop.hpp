@@ -257,6 +257,13 @@ public:
     void submit_io(detail::io_wait& w, detail::fd_state& st) noexcept;
     /// Completion backends report an operation's result here (bytes, revents or -errno).
     void on_complete(detail::io_wait* w, int res) noexcept;
+    /// Calls f(io_wait&, fd_state&) for every wait on an fd (a completion backend moving to a
+    /// new ring submits those in flight again).
+    template <class F> void for_each_fd_wait(F&& f) {
+        for (detail::fd_state& st : fds_)
+            for (detail::io_wait* w : {st.reader, st.writer})
+                if (w) f(*w, st);
+    }
     /// Who waits on `fd` changed; level-triggered backends adjust what they watch.
     void interest_changed(int fd, detail::fd_state& st) noexcept {
         if (level_backend_) update_interest(fd, st);
