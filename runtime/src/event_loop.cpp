@@ -140,13 +140,15 @@ struct event_loop::scope {
     event_loop* loop;
     event_loop* saved;
     std::thread::id saved_runner;
-    explicit scope(event_loop* l) noexcept
+    // `to_run`: the loop is about to run here (not to be destroyed: a backend bound to one
+    // thread then moves to this one during quiesce(), cancelling instead of resubmitting).
+    explicit scope(event_loop* l, bool to_run = true) noexcept
         : loop(l),
           saved(detail::current_loop),
           saved_runner(l->runner_.exchange(std::this_thread::get_id(), std::memory_order_acq_rel)) {
         detail::current_loop = l;
         l->note_thread();
-        l->backend_->on_thread();
+        if (to_run) l->backend_->on_thread();
     }
     ~scope() {
         loop->runner_.store(saved_runner, std::memory_order_release);
@@ -176,7 +178,7 @@ event_loop::event_loop(const loop_config& config)
 }
 
 event_loop::~event_loop() {
-    scope s(this);  // awaiters that deregister while their frames die look us up
+    scope s(this, false);  // awaiters that deregister while their frames die look us up
     // The list of the thread that created us (a loop may be destroyed elsewhere).
     for (const auto& list : threads_) {
         std::lock_guard lock(list->mutex);
@@ -455,6 +457,10 @@ void event_loop::submit_io(detail::io_wait& w, detail::fd_state& st) noexcept {
 
 void event_loop::on_complete(detail::io_wait* w, int res) noexcept {
     w->in_flight = false;
+    if (w->orphaned) [[unlikely]] {
+        w->orphaned = false;
+        std::erase(orphans_, w);
+    }
     detail::io_wait** slot = nullptr;
     if (static_cast<std::size_t>(w->fd) < fds_.size()) {
         detail::fd_state& st = fds_[std::size_t(w->fd)];
@@ -547,6 +553,10 @@ void event_loop::forget_fd(int fd) noexcept {
         if (completion_) {
             w->cancelling = false;  // closing wins over an earlier cancel or deadline
             cancel_wait(*w, make_error_code(error::closed));
+            if (w->in_flight && !w->orphaned) {  // until the kernel answers
+                w->orphaned = true;
+                orphans_.push_back(w);
+            }
             continue;
         }
         --waits_;
@@ -615,6 +625,8 @@ void event_loop::reinit_after_fork() {
     same.ignore_env = true;
     backend_ = choose_backend(same);
     backend_->attach(*this);
+    // Closed while in flight in the parent's ring: the new backend will never answer them.
+    for (detail::io_wait* w : std::vector<detail::io_wait*>(orphans_)) on_complete(w, -ECANCELED);
     for (std::size_t fd = 0; fd < fds_.size(); ++fd) {
         detail::fd_state& st = fds_[fd];
         st.registered = false;

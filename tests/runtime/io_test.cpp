@@ -929,3 +929,143 @@ TEST_CASE("a TCP connect in progress when the loop moves to another thread still
     socklen_t plen = sizeof peer;
     CHECK(::getpeername(sock.get(), reinterpret_cast<sockaddr*>(&peer), &plen) == 0);
 }
+
+TEST_CASE("fds closed from another thread while the loop is idle end their waits once") {
+    // Each close from a thread the loop does not run on moves io_uring's ring there; a wait
+    // cancelled by the first close must still end (once) when the loop next runs elsewhere.
+    coev::event_loop loop;
+    auto first = make_socket_pair();
+    auto second = make_socket_pair();
+    std::string r1 = "pending", r2 = "pending";
+    int resumed = 0;
+    auto reader = [&]() -> coev::task<> {
+        std::vector<std::byte> buf(64);
+        auto n = co_await coev::read_some(first.a.get(), buf);
+        ++resumed;
+        r1 = n ? "bytes" : n.error().message();
+    };
+    auto waiter = [&]() -> coev::task<> {
+        auto r = co_await coev::wait_readable(second.a.get());
+        ++resumed;
+        r2 = r ? "ready" : r.error().message();
+    };
+    coev::spawn(loop, reader());
+    coev::spawn(loop, waiter());
+    poll_on_new_thread(loop, [&, n = 0]() mutable { return ++n > 5; });
+    first.a.close();
+    second.a.close();
+    std::thread other([&] {
+        watchdog dog(loop);
+        loop.run();
+        CHECK_FALSE(dog.fired());
+    });
+    other.join();
+    const std::string closed = make_error_code(coev::error::closed).message();
+    CHECK(r1 == closed);
+    CHECK(r2 == closed);
+    CHECK(resumed == 2);
+}
+
+TEST_CASE("a pipe write whose readiness came and went survives the loop moving threads") {
+    // The write's readiness arrives in the last iteration on one thread, but the pipe is full
+    // again by the time the loop runs on the next: the write waits again, and finishes once
+    // the pipe has room.
+    auto pipe = make_pipe();
+    auto fill = [&] {
+        std::vector<char> junk(64 * 1024, 'x');
+        while (::write(pipe.write_end.get(), junk.data(), junk.size()) > 0) {
+        }
+    };
+    auto drain = [&] {
+        std::vector<char> sink(64 * 1024);
+        while (::read(pipe.read_end.get(), sink.data(), sink.size()) > 0) {
+        }
+    };
+    auto other = make_socket_pair();
+    fill();
+    coev::event_loop loop;
+    long wrote = -1;
+    auto writer = [&]() -> coev::task<> {
+        auto n = co_await coev::write_some(pipe.write_end.get(), coev_test::as_bytes("w"));
+        wrote = n ? long(*n) : -1;
+    };
+    auto trigger = [&]() -> coev::task<> {
+        drain();             // room: the writer's poll completes in this iteration...
+        other.a.close();     // ...at once, when the close hands the ring to the kernel
+        coev::event_loop::current()->stop();
+        co_return;
+    };
+    auto known = [&]() -> coev::task<> { (void)co_await coev::wait_readable(other.a.get()); };
+    coev::spawn(loop, known());
+    poll_on_new_thread(loop, [&, n = 0]() mutable { return ++n > 2; });
+    coev::spawn(loop, writer());
+    coev::spawn(loop, trigger());
+    std::thread([&] { loop.run(); }).join();
+    fill();  // full again before the next thread runs the loop
+    std::thread([&] {
+        watchdog dog(loop);
+        std::thread drainer([&] {
+            std::this_thread::sleep_for(100ms);
+            drain();
+        });
+        loop.run();
+        drainer.join();
+        CHECK_FALSE(dog.fired());
+    }).join();
+    CHECK(wrote == 1);
+}
+
+TEST_CASE("a loop destroyed on another thread performs none of the operations it cancels") {
+    // While the loop is idle a client connects and the peer makes room; destroying the loop
+    // then must not accept that connection or send the waiting bytes ("Cancel: no connection
+    // is taken", "Cancel: nothing was written"), whichever thread destroys it.
+    for (bool same_thread : {true, false}) {
+        CAPTURE(same_thread);
+        const std::string path = "/tmp/coev-destroy-" + std::to_string(::getpid());
+        ::unlink(path.c_str());
+        coev::unique_fd listener(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+        sockaddr_un addr{};
+        addr.sun_family = AF_UNIX;
+        std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path.c_str());
+        REQUIRE(::bind(listener.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+        REQUIRE(::listen(listener.get(), 8) == 0);
+        auto full = make_socket_pair();
+        coev_test::fill_send_buffer(full.a.get());
+        auto loop = std::make_unique<coev::event_loop>();
+        bool resumed = false;
+        auto acceptor = [&]() -> coev::task<> {
+            auto c = co_await coev::accept(listener.get());
+            resumed = true;
+        };
+        auto writer = [&]() -> coev::task<> {
+            auto n = co_await coev::write_some(full.a.get(), coev_test::as_bytes("tail"));
+            resumed = true;
+        };
+        coev::spawn(*loop, acceptor());
+        coev::spawn(*loop, writer());
+        std::atomic<int> step{0};
+        std::thread runner([&] {
+            for (int i = 0; i < 5; ++i) {
+                loop->poll();
+                std::this_thread::sleep_for(2ms);
+            }
+            step = 1;
+            while (step != 2) std::this_thread::sleep_for(1ms);
+            if (same_thread) loop.reset();
+        });
+        while (step != 1) std::this_thread::sleep_for(1ms);
+        coev::unique_fd client(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+        REQUIRE(::connect(client.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+        std::vector<char> sink(1 << 20);
+        while (::recv(full.b.get(), sink.data(), sink.size(), MSG_DONTWAIT) > 0) {
+        }
+        step = 2;
+        runner.join();
+        if (!same_thread) std::thread([&] { loop.reset(); }).join();
+        ::unlink(path.c_str());
+        CHECK_FALSE(resumed);
+        CHECK(::recv(full.b.get(), sink.data(), sink.size(), MSG_DONTWAIT) < 0);  // nothing sent
+        coev::unique_fd queued(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
+        CHECK(queued.get() >= 0);  // the connection is still there to take
+    }
+}

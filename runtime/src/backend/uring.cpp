@@ -285,25 +285,27 @@ public:
     }
 
     void cancel_sync(event_loop& loop, io_wait& w) noexcept override {
+        // Marked first: a move to this thread's ring then completes it instead of submitting
+        // it again.
+        const bool first = !w.cancelling;
+        if (first) {
+            w.cancelling = true;
+            w.ec = std::make_error_code(std::errc::operation_canceled);
+        }
         bind_here();
+        if (!w.in_flight) return;
         if (recv_stream* rs = parked_on(w)) {
             rs->waiter = nullptr;
-            if (!w.cancelling) w.ec = std::make_error_code(std::errc::operation_canceled);
-            w.cancelling = true;
             loop.on_complete(&w, -ECANCELED);
             return;
         }
-        if (!w.cancelling) {
-            w.cancelling = true;
-            w.ec = std::make_error_code(std::errc::operation_canceled);
-            cancel(w);
-        }
+        if (first) cancel(w);
         while (w.in_flight) reap(loop, -1);
     }
 
     void quiesce(event_loop& loop) noexcept override {
+        quiescing_ = true;  // first: a move now completes what is in flight as cancelled
         bind_here();
-        quiescing_ = true;
         for (recv_stream* rs : streams_) {
             if (!rs || !rs->waiter) continue;
             rw_wait* w = std::exchange(rs->waiter, nullptr);
@@ -336,7 +338,7 @@ private:
     // one, run on a second, destroyed on a third), the ring is replaced by one of this thread
     // (rebind). `skip`: a wait being submitted right now, which rebind must not submit too.
     void bind_here(const io_wait* skip = nullptr) noexcept {
-        if (!single_issuer_) return;
+        if (!single_issuer_ || rebinding_) return;
         const std::uint64_t me = this_thread_serial();
         if (owner_ == me) [[likely]] return;
         if (owner_ == 0) {
@@ -360,13 +362,58 @@ private:
     // issuer's io_uring_enter (a closed ring's leftovers are cancelled, never run), and every
     // operation the loop submits is a socket operation or a poll, which the kernel performs
     // in that completion work, never on a worker thread. So what the old ring has not
-    // completed (its completion queue is drained first; reap() leaves nothing in overflow)
-    // has not touched memory, and is submitted again to the new ring.
+    // completed (reap() leaves nothing in overflow) has not touched memory: it is submitted
+    // again to the new ring, or completed as cancelled if it was being cancelled or the loop is
+    // shutting down. What the old ring did complete is taken out first and handed on only once
+    // the new ring stands, so that nothing it triggers (a retried poll) lands in the old one.
     void rebind(const io_wait* skip, std::uint64_t me) noexcept {
-        drain(*loop_);
-        if (IO_URING_READ_ONCE(*ring_.sq.kflags) & IORING_SQ_CQ_OVERFLOW)
+        rebinding_ = true;  // what runs below may call entry points: they must not move again
+        struct done {
+            std::uint64_t tag;
+            int res;
+            unsigned flags;
+        };
+        std::vector<done> completed;
+        unsigned head, seen = 0;
+        io_uring_cqe* cqe;
+        io_uring_for_each_cqe(&ring_, head, cqe) {
+            ++seen;
+            completed.push_back({cqe->user_data, cqe->res, cqe->flags});
+        }
+        io_uring_cq_advance(&ring_, seen);
+        if (cq_overflow())
             log(log_level::error, "io_uring: completions left in overflow when the loop moved "
                                   "to another thread are lost");
+        // Received bytes join their streams' queues now, before the buffer ring is rebuilt
+        // from what no queue holds; every other stream state belonged to the old ring.
+        for (const done& d : completed) {
+            if ((d.tag & 7) != stream_bit) continue;
+            auto& rs = *reinterpret_cast<recv_stream*>(d.tag & ~std::uint64_t{7});
+            if (rs.dead) continue;  // its buffer is free again below
+            if (d.res > 0 && (d.flags & IORING_CQE_F_BUFFER)) {
+                rs.queue.push_back(
+                    {std::uint16_t(d.flags >> IORING_CQE_BUFFER_SHIFT), 0, std::uint32_t(d.res)});
+                rs.queued += std::size_t(d.res);
+            } else if (d.res == 0) {
+                rs.ended = true;
+                rs.end = 0;
+            } else if (d.res < 0 && d.res != -ECANCELED && d.res != -ENOBUFS &&
+                       d.res != -EINVAL && d.res != -ENOTCONN) {
+                rs.ended = true;
+                rs.end = d.res;
+            }
+        }
+        for (recv_stream* rs : dying_) delete rs;
+        dying_.clear();
+        for (recv_stream* rs : streams_) {
+            if (!rs) continue;
+            rs->armed = rs->stopping = false;
+            rs->waiter = nullptr;  // parked waits are submitted again below, and park again
+        }
+        // Operations the old ring completed are not in flight any more.
+        for (const done& d : completed)
+            if (is_wait(d.tag)) reinterpret_cast<io_wait*>(d.tag)->in_flight = false;
+
         io_uring_queue_exit(&ring_);
         ++calls;
         const int r = setup_ring();
@@ -374,25 +421,41 @@ private:
                          std::strerror(-r));
         if (single_issuer_) enable();
         owner_ = me;
+        in_flight_ = 0;
         arm_poll(wakefd_, wake_tag);
         if (signalfd_ >= 0) arm_poll(signalfd_, signal_tag);
         if (br_) register_buffers_again();
-        for (recv_stream* rs : dying_) delete rs;
-        dying_.clear();
-        in_flight_ = 0;
-        for (recv_stream* rs : streams_) {
-            if (!rs) continue;
-            rs->armed = rs->stopping = false;
-            rs->waiter = nullptr;  // parked waits are submitted again below, and park again
-        }
+
+        loop_->for_each_orphan([&](io_wait& w) {
+            if (w.in_flight) loop_->on_complete(&w, -ECANCELED);  // else its completion is above
+        });
         loop_->for_each_fd_wait([&](io_wait& w, fd_state& st) {
             if (w.in_flight && &w != skip) resubmit(w, st);
         });
+        for (const done& d : completed) {
+            if (is_wait(d.tag)) {
+                loop_->on_complete(reinterpret_cast<io_wait*>(d.tag), d.res);
+            } else if (d.tag == wake_tag) {
+                std::uint64_t v;
+                while (::read(wakefd_, &v, sizeof v) > 0) {
+                }
+            } else if (d.tag == signal_tag && d.res >= 0) {
+                loop_->signals().on_readable();
+            }
+        }
+        rebinding_ = false;
+    }
+
+    static bool is_wait(std::uint64_t tag) noexcept {
+        return tag != 0 && (tag & 7) == 0;  // internal tags are odd, streams carry stream_bit
     }
 
     void resubmit(io_wait& w, fd_state& st) noexcept {
-        // Cancelled and not completed: the kernel never got to it.
-        if (w.cancelling) {
+        // Cancelled and not completed: the kernel never got to it. Nor does it now, when the
+        // loop is being destroyed (a queued connection stays queued, unsent bytes unsent).
+        if (w.cancelling || quiescing_) {
+            if (!w.cancelling) w.ec = std::make_error_code(std::errc::operation_canceled);
+            w.cancelling = true;
             loop_->on_complete(&w, -ECANCELED);
             return;
         }
@@ -451,7 +514,9 @@ private:
         io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
         while (!sqe) {  // the ring is full: hand what is queued to the kernel first
             ++calls;
-            io_uring_submit(&ring_);
+            const int r = io_uring_submit(&ring_);
+            if (r < 0 && r != -EINTR && r != -EAGAIN && r != -EBUSY)
+                fatal(std::string("io_uring_enter: ") + std::strerror(-r));
             sqe = io_uring_get_sqe(&ring_);
         }
         return sqe;
@@ -743,6 +808,7 @@ private:
     io_uring ring_{};
     event_loop* loop_ = nullptr;
     bool single_issuer_ = false;  // the ring answers only the thread that enabled it
+    bool rebinding_ = false;
     std::uint64_t owner_ = 0;     // that thread (this_thread_serial), 0 before it is enabled
     int wakefd_ = -1;
     int signalfd_ = -1;

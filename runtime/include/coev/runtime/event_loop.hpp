@@ -264,6 +264,12 @@ public:
             for (detail::io_wait* w : {st.reader, st.writer})
                 if (w) f(*w, st);
     }
+    /// Calls f(io_wait&) for every operation still in flight whose fd was closed (they are
+    /// being cancelled, and no fd's state points at them any more).
+    template <class F> void for_each_orphan(F&& f) {
+        const std::vector<detail::io_wait*> now = orphans_;  // f may complete them
+        for (detail::io_wait* w : now) f(*w);
+    }
     /// Who waits on `fd` changed; level-triggered backends adjust what they watch.
     void interest_changed(int fd, detail::fd_state& st) noexcept {
         if (level_backend_) update_interest(fd, st);
@@ -322,6 +328,7 @@ private:
     std::vector<detail::ready_list> ready_;
     detail::timer_queue timers_;
     std::vector<detail::fd_state> fds_;
+    std::vector<detail::io_wait*> orphans_;  // see for_each_orphan()
     std::unique_ptr<detail::signal_hub> signals_;
     detail::root_info* roots_ = nullptr;
     std::function<void(std::exception_ptr)> on_exception_;

@@ -56,6 +56,7 @@ struct io_wait : waiter {
     bool cancelling = false;  // completion backends: a cancel was asked; `ec` says why
     bool poll_first = false;  // completion backends: wait for readiness, then perform
     io_op op = io_op::poll;
+    bool orphaned = false;  // completion backends: its fd was closed while it was in flight
     perform_fn perform = nullptr;
     // waiter::loop: set while armed
 };
