@@ -734,6 +734,27 @@ template <class Pred> void poll_on_new_thread(coev::event_loop& loop, Pred done)
     t.join();
 }
 
+// A listening Unix socket at a fresh path (removed again when the test ends).
+struct unix_listener {
+    std::string path;
+    sockaddr_un addr{};
+    coev::unique_fd fd;
+    explicit unix_listener(const std::string& name)
+        : path("/tmp/coev-" + name + "-" + std::to_string(::getpid())),
+          fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) {
+        ::unlink(path.c_str());
+        addr.sun_family = AF_UNIX;
+        std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path.c_str());
+        REQUIRE(::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+        REQUIRE(::listen(fd.get(), 8) == 0);
+    }
+    ~unix_listener() { ::unlink(path.c_str()); }
+    int connect_client(coev::unique_fd& client) const {
+        client = coev::unique_fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+        return ::connect(client.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr);
+    }
+};
+
 }  // namespace
 
 TEST_CASE("a loop run on one thread and then on another keeps what was in flight") {
@@ -753,14 +774,7 @@ TEST_CASE("a loop run on one thread and then on another keeps what was in flight
             filled += std::size_t(n);
         }
     }
-    const std::string path = "/tmp/coev-move-" + std::to_string(::getpid());
-    ::unlink(path.c_str());
-    coev::unique_fd listener(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path.c_str());
-    REQUIRE(::bind(listener.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
-    REQUIRE(::listen(listener.get(), 8) == 0);
+    unix_listener listener("move");
 
     std::string got_parked, got_partial;
     std::atomic<int> started{0};
@@ -793,7 +807,7 @@ TEST_CASE("a loop run on one thread and then on another keeps what was in flight
     };
     auto accept_one = [&]() -> coev::task<> {
         ++started;
-        auto c = co_await coev::with_timeout(10s, coev::accept(listener.get()));
+        auto c = co_await coev::with_timeout(10s, coev::accept(listener.fd.get()));
         accepted = bool(c);
     };
     REQUIRE(send_now(partial.b.get(), "abcdef") == 6);
@@ -812,8 +826,8 @@ TEST_CASE("a loop run on one thread and then on another keeps what was in flight
         watchdog dog(loop);
         REQUIRE(send_now(parked.b.get(), "parked") == 6);
         REQUIRE(send_now(partial.b.get(), "ghi") == 3);
-        coev::unique_fd client(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-        REQUIRE(::connect(client.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+        coev::unique_fd client;
+        REQUIRE(listener.connect_client(client) == 0);
         auto drain = [&]() -> coev::task<> {
             std::vector<std::byte> buf(64 * 1024);
             while (drained < filled + 100) {
@@ -829,7 +843,6 @@ TEST_CASE("a loop run on one thread and then on another keeps what was in flight
         CHECK_FALSE(dog.fired());
     });
     third.join();
-    ::unlink(path.c_str());
     CHECK(got_parked == "parked");
     CHECK(got_partial == "abcdefghi");
     CHECK(wrote == 100);
@@ -1021,20 +1034,13 @@ TEST_CASE("a loop destroyed on another thread performs none of the operations it
     // is taken", "Cancel: nothing was written"), whichever thread destroys it.
     for (bool same_thread : {true, false}) {
         CAPTURE(same_thread);
-        const std::string path = "/tmp/coev-destroy-" + std::to_string(::getpid());
-        ::unlink(path.c_str());
-        coev::unique_fd listener(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-        sockaddr_un addr{};
-        addr.sun_family = AF_UNIX;
-        std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path.c_str());
-        REQUIRE(::bind(listener.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
-        REQUIRE(::listen(listener.get(), 8) == 0);
+        unix_listener listener("destroy");
         auto full = make_socket_pair();
         coev_test::fill_send_buffer(full.a.get());
         auto loop = std::make_unique<coev::event_loop>();
         bool resumed = false;
         auto acceptor = [&]() -> coev::task<> {
-            auto c = co_await coev::accept(listener.get());
+            auto c = co_await coev::accept(listener.fd.get());
             resumed = true;
         };
         auto writer = [&]() -> coev::task<> {
@@ -1054,18 +1060,17 @@ TEST_CASE("a loop destroyed on another thread performs none of the operations it
             if (same_thread) loop.reset();
         });
         while (step != 1) std::this_thread::sleep_for(1ms);
-        coev::unique_fd client(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-        REQUIRE(::connect(client.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+        coev::unique_fd client;
+        REQUIRE(listener.connect_client(client) == 0);
         std::vector<char> sink(1 << 20);
         while (::recv(full.b.get(), sink.data(), sink.size(), MSG_DONTWAIT) > 0) {
         }
         step = 2;
         runner.join();
         if (!same_thread) std::thread([&] { loop.reset(); }).join();
-        ::unlink(path.c_str());
         CHECK_FALSE(resumed);
         CHECK(::recv(full.b.get(), sink.data(), sink.size(), MSG_DONTWAIT) < 0);  // nothing sent
-        coev::unique_fd queued(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
+        coev::unique_fd queued(::accept4(listener.fd.get(), nullptr, nullptr, SOCK_CLOEXEC));
         CHECK(queued.get() >= 0);  // the connection is still there to take
     }
 }
