@@ -27,13 +27,25 @@ void token_bucket::refill(time_point now) noexcept {
     if (!last_ || now > *last_) last_ = now;
 }
 
+std::size_t token_bucket::want(std::size_t max, std::size_t cap) const noexcept {
+    return std::max<std::size_t>(std::min({max, cap, burst_}), 1);
+}
+
+std::size_t token_bucket::enough(std::size_t want) const noexcept {
+    // Ten milliseconds' worth, or less if that is all that is wanted: a read of a short line
+    // need not wait for a full buffer's worth of tokens, and a drained bucket is not handed
+    // out a byte at a time.
+    return std::min(want, std::max<std::size_t>(std::min(rate_ / 100, burst_), 1));
+}
+
 std::size_t token_bucket::take(std::size_t max, std::size_t cap, time_point now) noexcept {
     if (!limited()) return max;
     refill(now);
-    const std::size_t want = std::max<std::size_t>(std::min({max, cap, burst_}), 1);
-    if (tokens_ < double(want)) return 0;
-    tokens_ -= double(want);
-    return want;
+    const std::size_t w = want(max, cap);
+    if (tokens_ < double(enough(w))) return 0;
+    const std::size_t n = std::min(w, std::size_t(tokens_));
+    tokens_ -= double(n);
+    return n;
 }
 
 void token_bucket::give_back(std::size_t n) noexcept {
@@ -43,8 +55,7 @@ void token_bucket::give_back(std::size_t n) noexcept {
 duration token_bucket::wait_for(std::size_t max, std::size_t cap, time_point now) noexcept {
     if (!limited()) return duration::zero();
     refill(now);
-    const std::size_t want = std::max<std::size_t>(std::min({max, cap, burst_}), 1);
-    const double missing = double(want) - tokens_;
+    const double missing = double(enough(want(max, cap))) - tokens_;
     if (missing <= 0) return duration::zero();
     const auto d = std::chrono::duration<double>(missing / double(rate_));
     // At least a millisecond: the loop's clock is cached per iteration.
@@ -57,11 +68,49 @@ duration token_bucket::wait_for(std::size_t max, std::size_t cap, time_point now
 void rate_limit_group::configure(const rate_limit_config& c) noexcept {
     bucket_[0].configure(c.read_rate, c.read_burst);
     bucket_[1].configure(c.write_rate, c.write_burst);
+    wake_sleepers();
+}
+
+void rate_limit_group::wake_sleepers() noexcept {
+    // Each wakes, works out its wait anew and, if it must, sleeps again (registering again).
+    const std::vector<rate_limiter*> now = std::move(sleepers_);
+    sleepers_.clear();
+    for (rate_limiter* m : now) m->wake();
 }
 
 void rate_limiter::configure(const rate_limit_config& c) noexcept {
     own_[0].configure(c.read_rate, c.read_burst);
     own_[1].configure(c.write_rate, c.write_burst);
+    wake();
+}
+
+void rate_limiter::wake() noexcept {
+    // A wait worked out under the old limits (up to burst / rate long) would outlast them.
+    for (int i = 0; i < 2; ++i) {
+        if (sleeping_[i] && sleeping_[i]->pending()) {
+            woken_[i] = true;
+            sleeping_[i]->cancel();
+        }
+    }
+}
+
+task<result<void>> rate_limiter::nap(duration d) {
+    coev::timer t;
+    // A read and a write may both wait (a third nap, which only misuse makes, cannot be woken
+    // early and just sleeps its time).
+    const int i = !sleeping_[0] ? 0 : !sleeping_[1] ? 1 : -1;
+    if (i >= 0) sleeping_[i] = &t;
+    if (group_) group_->sleepers_.push_back(this);
+    auto slept = co_await t.wait_for(std::max<duration>(d, std::chrono::milliseconds(1)));
+    if (group_) {
+        auto& s = group_->sleepers_;
+        if (auto it = std::find(s.begin(), s.end(), this); it != s.end()) s.erase(it);
+    }
+    if (i < 0) co_return slept;
+    sleeping_[i] = nullptr;
+    if (!slept && std::exchange(woken_[i], false))
+        co_return result<void>{};  // the limits changed: the caller looks again
+    co_return slept;
 }
 
 void rate_limiter::join(rate_limit_group& g) noexcept {
@@ -73,8 +122,11 @@ void rate_limiter::join(rate_limit_group& g) noexcept {
 void rate_limiter::leave() noexcept {
     if (!group_) return;
     for (auto& q : group_->waiting_) std::erase(q, this);
+    std::erase(group_->sleepers_, this);
     --group_->members_;
-    group_ = nullptr;
+    rate_limit_group* g = std::exchange(group_, nullptr);
+    g->wake_sleepers();  // the others' equal shares just grew
+    wake();              // and this one's limits changed
 }
 
 void rate_limiter::give_back(int dir, std::size_t n) noexcept {
@@ -111,8 +163,7 @@ task<result<std::size_t>> rate_limiter::acquire(int dir, std::size_t max) {
             // us would wait for our bucket too.
             if (queued) std::erase(*queue, this);
             queued = false;
-            auto slept = co_await sleep_for(
-                std::max<duration>(own_[dir].wait_for(max, cap, now), std::chrono::milliseconds(1)));
+            auto slept = co_await nap(own_[dir].wait_for(max, cap, now));
             if (!slept) co_return slept.error();
             continue;
         }
@@ -131,7 +182,7 @@ task<result<std::size_t>> rate_limiter::acquire(int dir, std::size_t max) {
             queued = true;
         }
         duration wait = shared ? shared->wait_for(max, cap, now) : duration::zero();
-        auto slept = co_await sleep_for(std::max<duration>(wait, std::chrono::milliseconds(1)));
+        auto slept = co_await nap(wait);
         if (!slept) {
             if (queued && group_) std::erase(group_->waiting_[dir], this);
             co_return slept.error();

@@ -72,6 +72,13 @@ task<result<datagram>> udp_socket::recv_from(std::span<std::byte> buf) {
             datagram d;
             d.size = std::size_t(n);
             d.truncated = msg.msg_flags & MSG_TRUNC;
+            // A sender with no address (an unbound Unix datagram socket) comes with none at
+            // all: it is the unnamed Unix endpoint, as accept() reports an unbound client.
+            // (An IP sender always has one.)
+            if (msg.msg_namelen < sizeof(sa_family_t)) {
+                ss.ss_family = AF_UNIX;
+                msg.msg_namelen = sizeof(sa_family_t);
+            }
             auto from = endpoint::from_sockaddr(reinterpret_cast<sockaddr*>(&ss), msg.msg_namelen);
             if (from) d.from = *from;
             co_return d;

@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <memory>
+#include <string>
 #include <vector>
 
 using namespace std::chrono_literals;
@@ -245,4 +246,96 @@ TEST_CASE("members leave a group, or the group stops limiting, while they wait f
     // (64 KiB/s shared by three) would have let it read.
     CHECK(got[0] > 4 * rate);
     CHECK(group.members() == 1);  // the third; the second moved to `other`, then left it
+}
+
+namespace {
+
+// What one read_line gave and how long it took.
+struct timed_line {
+    std::string line, err;
+    double waited = -1;
+};
+
+coev::task<> read_line_timed(stream& s, timed_line& out) {
+    const auto t0 = coev::event_loop::current()->now();
+    auto l = co_await coev::with_timeout(10s, s.read_line());
+    out.waited = std::chrono::duration<double>(coev::event_loop::current()->now() - t0).count();
+    if (l) out.line = *l;
+    else out.err = l.error().message();
+}
+
+// Sends `n` bytes from `a` and reads them on `b`, taking `n` of its read tokens.
+coev::task<> spend_tokens(stream& a, stream& b, std::size_t n) {
+    const std::string bulk(n, 'b');
+    auto w = co_await a.write(bulk);
+    REQUIRE(w);
+    std::vector<std::byte> buf(n);
+    auto r = co_await b.read_exact(buf);
+    REQUIRE(r);
+}
+
+void check_line(const timed_line& got, double within_s) {
+    CHECK(got.err == "");
+    CHECK(got.line == "hi");
+    CHECK(got.waited < within_s);
+}
+
+}  // namespace
+
+TEST_CASE("a short line is read as soon as a few tokens are there, not a full buffer's worth") {
+    // The read asks for up to 16 KiB; at 1,000 bytes per second that many tokens take 16 s,
+    // but the line is 4 bytes and the bucket refilled 2,000 tokens: libevent reads what the
+    // bucket allows.
+    coev::event_loop loop;
+    watchdog dog(loop, 30s);
+    auto [a, b] = connected();
+    b.set_rate_limit({.read_rate = 1000, .read_burst = 20000});
+    timed_line got;
+    auto run = [&]() -> coev::task<> {
+        co_await spend_tokens(a, b, 20000);  // empties the bucket
+        (void)co_await coev::sleep_for(2s);  // about 2,000 tokens come back
+        auto w = co_await a.write("hi\r\n");
+        REQUIRE(w);
+        co_await read_line_timed(b, got);
+    };
+    coev::spawn(loop, run());
+    loop.run();
+    CHECK_FALSE(dog.fired());
+    check_line(got, 0.5);
+}
+
+TEST_CASE("a changed or lifted limit wakes a stream already waiting for tokens") {
+    for (bool in_group : {false, true}) {
+        CAPTURE(in_group);
+        coev::event_loop loop;
+        watchdog dog(loop, 30s);
+        auto [a, b] = connected();
+        rate_limit_group group({});
+        const rate_limit_config slow{.read_rate = 10, .read_burst = 1000};  // 10 B/s
+        if (in_group) {
+            group.configure(slow);
+            b.join(group);
+        } else {
+            b.set_rate_limit(slow);
+        }
+        timed_line got;
+        auto run = [&]() -> coev::task<> {
+            co_await spend_tokens(a, b, 1000);  // empties the bucket: 100 s to refill
+            auto w = co_await a.write("hi\r\n");
+            REQUIRE(w);
+            auto lift = [&]() -> coev::task<> {
+                (void)co_await coev::sleep_for(100ms);
+                if (in_group) group.configure({});
+                else b.set_rate_limit({});
+            };
+            coev::task_group g;
+            g.spawn(lift());
+            co_await read_line_timed(b, got);
+            (void)co_await g.join();
+        };
+        coev::spawn(loop, run());
+        loop.run();
+        CHECK_FALSE(dog.fired());
+        check_line(got, 2.0);
+    }
 }

@@ -349,6 +349,32 @@ TEST_CASE("UDP datagrams keep their boundaries and their sender") {
     CHECK(truncated);
 }
 
+TEST_CASE("a datagram from an unbound Unix socket comes from the unnamed Unix endpoint") {
+    // The kernel gives no address at all for such a sender; it is not 0.0.0.0:0.
+    coev::event_loop loop;
+    watchdog dog(loop);
+    int fds[2];
+    REQUIRE(::socketpair(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds) == 0);
+    udp_socket a{coev::net::socket{coev::unique_fd{fds[0]}}};
+    udp_socket b{coev::net::socket{coev::unique_fd{fds[1]}}};
+    std::optional<endpoint> from;
+    auto run = [&]() -> coev::task<> {
+        auto sent = co_await b.send(as_bytes("hi"));
+        REQUIRE(sent);
+        std::byte buf[16];
+        auto d = co_await a.recv_from(buf);
+        REQUIRE(d);
+        from = d->from;
+    };
+    coev::spawn(loop, run());
+    loop.run();
+    CHECK_FALSE(dog.fired());
+    REQUIRE(from.has_value());
+    CHECK(from->is_unix());
+    CHECK(from->family() == AF_UNIX);
+    CHECK(from->to_string() == "unix:");
+}
+
 TEST_CASE("a connected UDP socket sends and receives without addresses") {
     coev::event_loop loop;
     watchdog dog(loop);

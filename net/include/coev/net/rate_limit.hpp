@@ -6,11 +6,13 @@
 #include <coev/runtime/event_loop.hpp>
 #include <coev/runtime/result.hpp>
 #include <coev/runtime/task.hpp>
+#include <coev/runtime/timer.hpp>
 
 #include <cstddef>
 #include <deque>
 #include <optional>
 #include <utility>
+#include <vector>
 
 namespace coev::net {
 
@@ -30,14 +32,16 @@ class token_bucket {
 public:
     void configure(std::size_t rate, std::size_t burst) noexcept;
     bool limited() const noexcept { return rate_ != 0; }
-    /// Up to `max` tokens, at most `cap` of them; 0 if fewer than min(max, cap) are there.
+    /// Up to min(max, cap) tokens, as many as are there; 0 while fewer than enough() are.
     std::size_t take(std::size_t max, std::size_t cap, time_point now) noexcept;
     void give_back(std::size_t n) noexcept;
-    /// How long until min(max, cap) tokens are there.
+    /// How long until take() would give something.
     duration wait_for(std::size_t max, std::size_t cap, time_point now) noexcept;
     std::size_t burst() const noexcept { return burst_; }
 
 private:
+    std::size_t want(std::size_t max, std::size_t cap) const noexcept;
+    std::size_t enough(std::size_t want) const noexcept;
     void refill(time_point now) noexcept;
     std::size_t rate_ = 0, burst_ = 0;
     double tokens_ = 0;
@@ -55,13 +59,16 @@ public:
     explicit rate_limit_group(const rate_limit_config& c) noexcept { configure(c); }
     rate_limit_group(const rate_limit_group&) = delete;
     rate_limit_group& operator=(const rate_limit_group&) = delete;
+    /// New rates; members waiting for tokens look again at once.
     void configure(const rate_limit_config& c) noexcept;
     std::size_t members() const noexcept { return members_; }
 
 private:
     friend class rate_limiter;
+    void wake_sleepers() noexcept;
     detail::token_bucket bucket_[2];              // read, write
     std::deque<const rate_limiter*> waiting_[2];  // members waiting their turn
+    std::vector<rate_limiter*> sleepers_;         // members sleeping for tokens
     std::size_t members_ = 0;
 };
 
@@ -75,6 +82,7 @@ public:
     rate_limiter& operator=(const rate_limiter&) = delete;
     ~rate_limiter() { leave(); }
 
+    /// New rates; a task waiting for tokens looks again at once.
     void configure(const rate_limit_config& c) noexcept;
     void join(rate_limit_group& g) noexcept;
     void leave() noexcept;
@@ -88,8 +96,15 @@ public:
     void give_back(int dir, std::size_t n) noexcept;
 
 private:
+    friend class rate_limit_group;
+    void wake() noexcept;
+    /// Sleeps `d`, or less if the limits change meanwhile; fails only if the task is cancelled.
+    task<result<void>> nap(duration d);
+
     detail::token_bucket own_[2];
     rate_limit_group* group_ = nullptr;
+    coev::timer* sleeping_[2] = {nullptr, nullptr};  // the naps in progress
+    bool woken_[2] = {false, false};
 };
 
 }  // namespace coev::net
