@@ -8,6 +8,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -57,7 +59,15 @@ coev::task<> serve(int listener) {
     coev::task_group clients;
     while (co_await coev::wait_readable(listener)) {
         coev::unique_fd conn(::accept4(listener, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
-        if (!conn) continue;  // the client gave up before we got to it
+        if (!conn) {
+            // Out of descriptors the connection stays queued and the listener readable: back
+            // off instead of spinning (coev::net::tcp_listener does this, and more, for you).
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                std::perror("accept");
+                (void)co_await coev::sleep_for(std::chrono::milliseconds(100));
+            }
+            continue;  // otherwise the client gave up before we got to it
+        }
         std::printf("accept a client %d\n", conn.get());
         clients.spawn(serve_client(std::move(conn)));
     }

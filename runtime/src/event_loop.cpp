@@ -240,6 +240,16 @@ void event_loop::run(run_mode mode) {
         if (mode == run_mode::until_empty && !has_pending()) break;
         iterate(true);
     }
+    // stop_after() (loopexit) returns once what was already due has run: the tasks woken with
+    // the exit at lower priorities too, which one iteration (one priority) left queued.
+    for (std::size_t pass = 0; exit_flag_ && pass < ready_.size() &&
+                               !stop_flag_.load(std::memory_order_relaxed);
+         ++pass) {
+        bool any = false;
+        for (const auto& q : ready_) any = any || !q.empty();
+        if (!any) break;
+        run_ready();
+    }
     got_stop_ = stop_flag_.load(std::memory_order_relaxed);
     got_exit_ = exit_flag_;
 }
@@ -273,6 +283,9 @@ void event_loop::stop() noexcept {
 }
 
 void event_loop::stop_after(duration d) {
+    // Outside run() the cached time is as old as the last iteration: from the clock, then
+    // (moving the cache forward, as the timers expect; never back).
+    if (current() != this) update_time();
     timers_.add_after(exit_timer_, now(), d);  // saturates: duration::max() never fires
 }
 
@@ -280,6 +293,8 @@ void event_loop::advance(duration d) {
     if (clock_ == clock_mode::monotonic)
         throw std::logic_error("event_loop::advance needs a manual or auto_advance clock");
     scope s(this);
+    // A stop() that ended an earlier run() (or came since) is not for this call.
+    stop_flag_.store(false, std::memory_order_relaxed);
     manual_now_ += d;
     update_time();
     timers_.expire(now_);
@@ -301,7 +316,8 @@ void event_loop::iterate(bool may_block) {
     for (const auto& q : ready_) ready = ready || !q.empty();
 
     std::int64_t timeout = -1;
-    if (!may_block || ready || stop_flag_.load(std::memory_order_relaxed) || exit_flag_) {
+    if (!may_block || ready || !refire_.empty() || stop_flag_.load(std::memory_order_relaxed) ||
+        exit_flag_) {
         timeout = 0;
     } else if (clock_ == clock_mode::monotonic) {
         if (!timers_.empty()) {
@@ -311,10 +327,11 @@ void event_loop::iterate(bool may_block) {
             const time_point next = timers_.next_deadline();
             timeout = next > now_ ? std::int64_t((next - now_).count()) : 0;
         }
-    } else if (waits_ == 0 || (!timers_.empty() && (clock_ == clock_mode::auto_advance ||
-                                                    timers_.next_deadline() <= now_))) {
-        // Manual clocks wait only for I/O: not when there is none, nor when a timer is due
-        // already, nor when auto_advance is about to jump to the next deadline.
+    } else if (!timers_.empty() && (clock_ == clock_mode::auto_advance ||
+                                    timers_.next_deadline() <= now_)) {
+        // Manual clocks wait for I/O, post() and stop() only: not when a timer is due already,
+        // nor when auto_advance is about to jump to the next deadline. (With nothing to wait
+        // for, run(until_empty) has returned before getting here.)
         timeout = 0;
     }
 
@@ -327,6 +344,16 @@ void event_loop::iterate(bool may_block) {
     }
     update_time();
     if (post_pending_.load(std::memory_order_acquire)) drain_posted();
+    if (!refire_.empty()) [[unlikely]] {
+        std::vector<detail::io_wait*> now;
+        now.swap(refire_);
+        for (detail::io_wait* w : now) {
+            // Only if it still waits there (it may have been cancelled, its fd closed).
+            if (static_cast<std::size_t>(w->fd) >= fds_.size()) continue;
+            detail::fd_state& st = fds_[std::size_t(w->fd)];
+            if ((w->dir ? st.writer : st.reader) == w) on_fd_event(w->fd, std::uint8_t(1u << w->dir));
+        }
+    }
 
     if (clock_ == clock_mode::auto_advance && !timers_.empty()) {
         bool idle = true;
@@ -355,6 +382,7 @@ void event_loop::run_ready() {
             detail::ready_node* n = q.pop();
             if (n->next) prefetch_frame(n->next->handle.address());
             ++counters_.resumed;
+            fast_ops_ = 0;
             n->handle.resume();
             if (stop_flag_.load(std::memory_order_relaxed) || preempt_) break;
         }

@@ -290,6 +290,7 @@ bool io_wait_base::arm(std::coroutine_handle<> h, promise_base* p, bool level,
         return false;
     }
     if (level) st.ready &= std::uint8_t(~(1u << w_.dir));  // the re-arm reports what is true now
+    const bool ready_now = st.ready & (1u << w_.dir);  // only when out of budget (try_now)
     w_.node.handle = h;
     w_.node.priority = priority_of(p);
     w_.cancel = &cancel_io;
@@ -304,6 +305,7 @@ bool io_wait_base::arm(std::coroutine_handle<> h, promise_base* p, bool level,
         deadline_ = deadline;
     }
     if (tok && tok->stop_possible()) stop_.arm(*tok, w_);
+    if (ready_now) [[unlikely]] loop->refire(&w_);
     return true;
 }
 

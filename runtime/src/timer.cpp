@@ -88,12 +88,13 @@ sleep_awaiter interval::tick(coev::source_location w) {
     event_loop* loop = event_loop::current();
     if (!loop) throw std::logic_error("interval::tick needs a running event_loop");
     const time_point now = loop->now();
+    // Saturating, as sleep_for: a period of duration::max() never ticks (no wrap to the past).
     if (!next_) {
-        next_ = now + period_;
+        next_ = detail::later(now, period_);
     } else {
         // From the previous deadline, not from now: lateness never accumulates. Ticks missed
         // while the task was late come due at once, one per tick() (Tokio's "burst").
-        *next_ += period_;
+        next_ = detail::later(*next_, period_);
     }
     return sleep_until(*next_, w);
 }

@@ -92,16 +92,12 @@ timer_fifo* timer_queue::fifo_for(duration d) {
     return nullptr;
 }
 
-namespace {
-// now + d, held at the clock's end: duration::max() means "never", not a wrap into the past.
-// (The clock's time is never negative, so a negative d cannot pass its start.)
 time_point later(time_point now, duration d) noexcept {
     if (d.count() > 0 && now.time_since_epoch().count() >
                              std::numeric_limits<duration::rep>::max() - d.count())
         return time_point::max();
     return now + d;
 }
-}  // namespace
 
 void timer_queue::add_after(timer_node& n, time_point now, duration d) {
     // Scattered durations (the common case without idle timeouts) skip the list search.

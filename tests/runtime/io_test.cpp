@@ -1074,3 +1074,58 @@ TEST_CASE("a loop destroyed on another thread performs none of the operations it
         CHECK(queued.get() >= 0);  // the connection is still there to take
     }
 }
+
+TEST_CASE("a reader whose socket is never empty still lets the other tasks run") {
+    // A peer that never stops sending keeps the fd ready at every look: without a budget the
+    // reading task would never suspend, and timers, other sockets and stop() would wait (a
+    // ticker sleeping 1 ms got a turn every 200 ms or so).
+    coev::unique_fd listener(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof addr;
+    REQUIRE(::bind(listener.get(), reinterpret_cast<sockaddr*>(&addr), len) == 0);
+    REQUIRE(::listen(listener.get(), 1) == 0);
+    REQUIRE(::getsockname(listener.get(), reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+    std::atomic<bool> done{false};
+    std::thread peer([&] {
+        coev::unique_fd s(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+        if (::connect(s.get(), reinterpret_cast<sockaddr*>(&addr), len) != 0) return;
+        std::vector<char> chunk(1 << 20, 'f');
+        const auto end = coev::clock::now() + 1500ms;
+        while (!done && coev::clock::now() < end)
+            if (::send(s.get(), chunk.data(), chunk.size(), MSG_NOSIGNAL) < 0) break;
+    });
+    coev::unique_fd conn(::accept4(listener.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
+    REQUIRE(conn.get() >= 0);
+
+    coev::event_loop loop;
+    watchdog dog(loop, 30s);
+    std::size_t got = 0;
+    int ticks = 0;
+    auto reader = [&]() -> coev::task<> {
+        std::vector<std::byte> buf(64);  // far less than what waits: the fd stays ready
+        while (!done) {
+            auto n = co_await coev::read_some(conn.get(), buf);
+            if (!n || *n == 0) co_return;
+            got += *n;
+        }
+    };
+    auto ticker = [&]() -> coev::task<> {
+        const auto end = coev::clock::now() + 1500ms;
+        while (coev::clock::now() < end) {
+            (void)co_await coev::sleep_for(1ms);
+            ++ticks;
+        }
+        done = true;
+    };
+    coev::spawn(loop, reader());
+    coev::spawn(loop, ticker());
+    loop.run();
+    conn.close();  // the peer's blocked send fails now
+    peer.join();
+    CHECK_FALSE(dog.fired());
+    CHECK(got > 0);
+    // Up to 1,500 turns in 1.5 s; starved, the ticker got about ten.
+    CHECK(ticks > 100);
+}

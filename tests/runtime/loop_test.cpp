@@ -671,3 +671,76 @@ TEST_CASE("COEV_DEBUG in the environment switches debug mode on, and 0 leaves it
         CHECK(WEXITSTATUS(status) == 0);
     }
 }
+
+// ---- found by an audit of the loop's clock handling ----
+
+TEST_CASE("stop_after() called before run() counts from the call, not from the last iteration") {
+    coev::event_loop loop;
+    std::this_thread::sleep_for(300ms);  // the loop's cached time stays at its construction
+    const auto t0 = coev::clock::now();
+    loop.stop_after(200ms);
+    loop.run(coev::run_mode::until_stopped);
+    CHECK(loop.got_exit());
+    CHECK(coev::clock::now() - t0 >= 190ms);
+}
+
+TEST_CASE("advance() after a run() ended by stop() runs what it makes due") {
+    coev::event_loop loop(coev::loop_config{.clock = coev::clock_mode::manual});
+    bool woke = false;
+    auto sleeper = [&]() -> coev::task<> {
+        (void)co_await coev::sleep_for(10ms);
+        woke = true;
+    };
+    auto stopper = [&]() -> coev::task<> {
+        coev::event_loop::current()->stop();
+        co_return;
+    };
+    coev::spawn(loop, sleeper());
+    coev::spawn(loop, stopper());
+    loop.run();
+    CHECK(loop.got_stop());
+    loop.advance(10ms);
+    CHECK(woke);
+}
+
+TEST_CASE("an idle loop on a manual clock blocks until stop() instead of spinning") {
+    coev::event_loop loop(coev::loop_config{.clock = coev::clock_mode::manual});
+    std::thread other([&] {
+        std::this_thread::sleep_for(200ms);
+        loop.stop();
+    });
+    loop.run(coev::run_mode::until_stopped);
+    other.join();
+    CHECK(loop.got_stop());
+    CHECK(loop.counters().iterations < 100);  // spinning made hundreds of thousands
+}
+
+TEST_CASE("interval(duration::max()) never ticks") {
+    coev::event_loop loop;
+    bool ticked = false;
+    auto t = [&]() -> coev::task<> {
+        coev::interval never(coev::duration::max());
+        auto r = co_await coev::with_timeout(100ms, never.tick());
+        ticked = bool(r);
+    };
+    coev::spawn(loop, t());
+    loop.run();
+    CHECK_FALSE(ticked);
+}
+
+TEST_CASE("stop_after() returns once the tasks due with it ran, at every priority") {
+    coev::event_loop loop(coev::loop_config{.priorities = 2});
+    const auto at = loop.now() + 50ms;
+    bool high = false, low = false;
+    auto t = [&](bool& flag) -> coev::task<> {
+        (void)co_await coev::sleep_until(at);
+        flag = true;
+    };
+    coev::spawn(loop, t(high), coev::spawn_options{.priority = 0});
+    coev::spawn(loop, t(low), coev::spawn_options{.priority = 1});
+    loop.stop_after(50ms);
+    loop.run(coev::run_mode::until_stopped);
+    CHECK(loop.got_exit());
+    CHECK(high);
+    CHECK(low);
+}

@@ -311,6 +311,15 @@ public:
     /// Clamp for priorities given by users.
     std::uint8_t clamp_priority(int p) const noexcept;
     bool on_loop_thread() const noexcept { return current() == this; }
+    /// An fd operation that would finish without suspending asks first: a task that finds
+    /// its fd ready again and again (a peer that never stops sending) would otherwise never
+    /// give the loop back. Past `step_budget` such operations in one resumption it suspends,
+    /// and the operation is done for it in the next iteration (Tokio's coop budget).
+    bool take_budget() noexcept { return ++fast_ops_ <= step_budget; }
+    static constexpr unsigned step_budget = 128;
+    /// A readiness wait armed while the cache already says ready (the task ran out of budget):
+    /// no edge will report it, so the next iteration does.
+    void refire(detail::io_wait* w) { refire_.push_back(w); }
     /// Backends report readiness here: bit 0 readable, bit 1 writable.
     void on_fd_event(int fd, std::uint8_t bits) noexcept;
 
@@ -350,6 +359,8 @@ private:
     std::atomic<std::thread::id> runner_{};
     unsigned running_priority_ = ~0u;
     bool preempt_ = false;
+    unsigned fast_ops_ = 0;                 // see take_budget()
+    std::vector<detail::io_wait*> refire_;  // see refire()
     std::atomic<bool> stop_flag_{false};
     bool exit_flag_ = false;
     bool got_stop_ = false;

@@ -129,7 +129,8 @@ protected:
         if (loop->completion() && (w_.dir == 0 || w_.op == io_op::connect)) return false;
         fd_state& st = loop->fd(w_.fd);
         if (!st.seen) [[unlikely]] first_use(st);
-        return (st.ready & (1u << w_.dir)) && w_.perform(&w_, st);
+        // Past its budget the task waits its turn instead, even though the fd is ready.
+        return (st.ready & (1u << w_.dir)) && loop->take_budget() && w_.perform(&w_, st);
     }
     void first_use(fd_state& st) noexcept;
     /// Arms the wait; false when the caller should not suspend (done, ready or failed).
@@ -221,7 +222,7 @@ public:
         event_loop* loop = event_loop::current();
         if (!loop || w_.fd < 0 || (loop->completion() && w_.dir == 0)) return false;
         const detail::fd_state& st = loop->fd(w_.fd);
-        return st.registered && (st.ready & (1u << w_.dir));
+        return st.registered && (st.ready & (1u << w_.dir)) && loop->take_budget();
     }
     template <class P> bool await_suspend(std::coroutine_handle<P> h) noexcept {
         return arm(h, detail::base_of(h), false);

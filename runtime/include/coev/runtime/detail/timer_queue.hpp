@@ -19,6 +19,10 @@ using duration = std::chrono::steady_clock::duration;
 
 struct timer_fifo;
 
+/// now + d, held at the clock's end: duration::max() means "never", not a wrap into the past.
+/// (The clock's time is never negative, so a negative d cannot pass its start.)
+time_point later(time_point now, duration d) noexcept;
+
 /// A growable array of a trivially copyable T on malloc/realloc. For the timer heap: a large
 /// realloc moves pages (mremap) instead of copying them into freshly faulted memory, which
 /// std::vector's doubling does, a page fault per 4 KiB each time the heap grows.
