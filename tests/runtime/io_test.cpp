@@ -755,6 +755,22 @@ struct unix_listener {
     }
 };
 
+// A listening TCP socket on 127.0.0.1 and a port of the kernel's choosing.
+struct tcp_loopback_listener {
+    coev::unique_fd fd;
+    sockaddr_in addr{};
+    socklen_t len = sizeof addr;
+    tcp_loopback_listener(int backlog, int flags)
+        : fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | flags, 0)) {
+        addr.sin_family = AF_INET;
+        addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        REQUIRE(::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), len) == 0);
+        REQUIRE(::listen(fd.get(), backlog) == 0);
+        REQUIRE(::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+    }
+    sockaddr* address() noexcept { return reinterpret_cast<sockaddr*>(&addr); }
+};
+
 }  // namespace
 
 TEST_CASE("a loop run on one thread and then on another keeps what was in flight") {
@@ -886,18 +902,14 @@ TEST_CASE("a loop destroyed on another thread than the one that ran it ends its 
 TEST_CASE("a TCP connect in progress when the loop moves to another thread still completes") {
     // A listener whose accept queue is full drops the SYN, so the connect stays in progress
     // (the kernel retries after about a second) while the loop changes threads.
-    coev::unique_fd listener(::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof addr;
-    REQUIRE(::bind(listener.get(), reinterpret_cast<sockaddr*>(&addr), len) == 0);
-    REQUIRE(::listen(listener.get(), 0) == 0);
-    REQUIRE(::getsockname(listener.get(), reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+    tcp_loopback_listener tcp(0, SOCK_NONBLOCK);
+    coev::unique_fd& listener = tcp.fd;
+    sockaddr* addr = tcp.address();
+    const socklen_t len = tcp.len;
     std::vector<coev::unique_fd> fillers;
     for (int i = 0; i < 4; ++i) {  // fill the accept queue (backlog 0 holds one or two)
         coev::unique_fd f(::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-        ::connect(f.get(), reinterpret_cast<sockaddr*>(&addr), len);
+        ::connect(f.get(), addr, len);
         fillers.push_back(std::move(f));
     }
     std::this_thread::sleep_for(50ms);
@@ -909,7 +921,7 @@ TEST_CASE("a TCP connect in progress when the loop moves to another thread still
     auto connector = [&]() -> coev::task<> {
         started = true;
         auto r = co_await coev::with_timeout(
-            20s, coev::connect(sock.get(), reinterpret_cast<sockaddr*>(&addr), len));
+            20s, coev::connect(sock.get(), addr, len));
         outcome = r ? std::error_code{} : r.error();
     };
     coev::spawn(loop, connector());
@@ -1079,18 +1091,14 @@ TEST_CASE("a reader whose socket is never empty still lets the other tasks run")
     // A peer that never stops sending keeps the fd ready at every look: without a budget the
     // reading task would never suspend, and timers, other sockets and stop() would wait (a
     // ticker sleeping 1 ms got a turn every 200 ms or so).
-    coev::unique_fd listener(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof addr;
-    REQUIRE(::bind(listener.get(), reinterpret_cast<sockaddr*>(&addr), len) == 0);
-    REQUIRE(::listen(listener.get(), 1) == 0);
-    REQUIRE(::getsockname(listener.get(), reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+    tcp_loopback_listener tcp(1, 0);  // blocking: accept below waits for the peer
+    coev::unique_fd& listener = tcp.fd;
+    sockaddr* addr = tcp.address();
+    const socklen_t len = tcp.len;
     std::atomic<bool> done{false};
     std::thread peer([&] {
         coev::unique_fd s(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-        if (::connect(s.get(), reinterpret_cast<sockaddr*>(&addr), len) != 0) return;
+        if (::connect(s.get(), addr, len) != 0) return;
         std::vector<char> chunk(1 << 20, 'f');
         const auto end = coev::clock::now() + 1500ms;
         while (!done && coev::clock::now() < end)

@@ -389,19 +389,9 @@ private:
         for (const done& d : completed) {
             if ((d.tag & 7) != stream_bit) continue;
             auto& rs = *reinterpret_cast<recv_stream*>(d.tag & ~std::uint64_t{7});
-            if (rs.dead) continue;  // its buffer is free again below
-            if (d.res > 0 && (d.flags & IORING_CQE_F_BUFFER)) {
-                rs.queue.push_back(
-                    {std::uint16_t(d.flags >> IORING_CQE_BUFFER_SHIFT), 0, std::uint32_t(d.res)});
-                rs.queued += std::size_t(d.res);
-            } else if (d.res == 0) {
-                rs.ended = true;
-                rs.end = 0;
-            } else if (d.res < 0 && d.res != -ECANCELED && d.res != -ENOBUFS &&
-                       d.res != -EINVAL && d.res != -ENOTCONN) {
-                rs.ended = true;
-                rs.end = d.res;
-            }
+            // A dead stream's buffer is free again below; a parked read re-parks below and
+            // meets a not-connected socket's error again then.
+            if (!rs.dead) take_received(rs, d.res, d.flags);
         }
         for (recv_stream* rs : dying_) delete rs;
         dying_.clear();
@@ -433,15 +423,8 @@ private:
             if (w.in_flight && &w != skip) resubmit(w, st);
         });
         for (const done& d : completed) {
-            if (is_wait(d.tag)) {
-                loop_->on_complete(reinterpret_cast<io_wait*>(d.tag), d.res);
-            } else if (d.tag == wake_tag) {
-                std::uint64_t v;
-                while (::read(wakefd_, &v, sizeof v) > 0) {
-                }
-            } else if (d.tag == signal_tag && d.res >= 0) {
-                loop_->signals().on_readable();
-            }
+            if (is_wait(d.tag)) loop_->on_complete(reinterpret_cast<io_wait*>(d.tag), d.res);
+            else if (d.tag == wake_tag || d.tag == signal_tag) on_internal(*loop_, d.tag, d.res);
         }
         rebinding_ = false;
     }
@@ -554,6 +537,17 @@ private:
         }
     }
 
+    // The wake-up eventfd or the signalfd became readable.
+    void on_internal(event_loop& loop, std::uint64_t tag, int res) noexcept {
+        if (tag == wake_tag) {
+            std::uint64_t v;
+            while (::read(wakefd_, &v, sizeof v) > 0) {
+            }
+        } else if (res >= 0) {
+            loop.signals().on_readable();
+        }
+    }
+
     bool task_work_pending() const noexcept {
         return IO_URING_READ_ONCE(*ring_.sq.kflags) & IORING_SQ_TASKRUN;
     }
@@ -580,14 +574,8 @@ private:
             return;
         }
         if (tag == wake_tag || tag == signal_tag) {
+            on_internal(loop, tag, cqe->res);
             const int fd = tag == wake_tag ? wakefd_ : signalfd_;
-            if (tag == wake_tag) {
-                std::uint64_t v;
-                while (::read(wakefd_, &v, sizeof v) > 0) {
-                }
-            } else if (cqe->res >= 0) {
-                loop.signals().on_readable();
-            }
             // A multishot poll ends on its own now and then (overflow, cancel): start it anew.
             if (!(cqe->flags & IORING_CQE_F_MORE) && !quiescing_ && fd >= 0) arm_poll(fd, tag);
             return;
@@ -726,25 +714,32 @@ private:
         rs.queued = 0;
     }
 
+    // What one multishot receive completion brings a live stream: bytes queued, EOF or an
+    // error. Returns the error of a socket not connected yet, which fails one read only.
+    static int take_received(recv_stream& rs, int res, unsigned flags) noexcept {
+        if (res > 0 && (flags & IORING_CQE_F_BUFFER)) {
+            rs.queue.push_back(
+                {std::uint16_t(flags >> IORING_CQE_BUFFER_SHIFT), 0, std::uint32_t(res)});
+            rs.queued += std::size_t(res);
+        } else if (res == 0) {
+            rs.ended = true;  // EOF: reads return 0 from now on, after the queued bytes
+            rs.end = 0;
+        } else if (res == -EINVAL || res == -ENOTCONN) {
+            return res;  // this read fails; the socket may still connect later
+        } else if (res < 0 && res != -ECANCELED && res != -ENOBUFS) {
+            rs.ended = true;
+            rs.end = res;
+        }
+        return 0;
+    }
+
     void on_stream(event_loop& loop, recv_stream& rs, const io_uring_cqe* cqe) noexcept {
         const bool more = cqe->flags & IORING_CQE_F_MORE;
         int not_connected = 0;
-        if (cqe->res > 0 && (cqe->flags & IORING_CQE_F_BUFFER)) {
-            auto bid = std::uint16_t(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
-            if (rs.dead) {
-                give_back(bid);
-            } else {
-                rs.queue.push_back({bid, 0, std::uint32_t(cqe->res)});
-                rs.queued += std::size_t(cqe->res);
-            }
-        } else if (cqe->res == 0) {
-            rs.ended = true;  // EOF: reads return 0 from now on, after the queued bytes
-            rs.end = 0;
-        } else if (cqe->res == -EINVAL || cqe->res == -ENOTCONN) {
-            not_connected = cqe->res;  // this read fails; the socket may still connect later
-        } else if (cqe->res < 0 && cqe->res != -ECANCELED && cqe->res != -ENOBUFS) {
-            rs.ended = true;
-            rs.end = cqe->res;
+        if (!rs.dead) {
+            not_connected = take_received(rs, cqe->res, cqe->flags);
+        } else if (cqe->res > 0 && (cqe->flags & IORING_CQE_F_BUFFER)) {
+            give_back(std::uint16_t(cqe->flags >> IORING_CQE_BUFFER_SHIFT));
         }
         if (!more) {
             rs.armed = false;
