@@ -20,42 +20,21 @@ void group_state::child_done() noexcept {
     release();
 }
 
-namespace {
-// A child's hold on the group's state. A child that ends reports through child_done(); one
-// whose frame is destroyed while suspended (its loop destroyed first) only lets go, or the
-// state would leak.
-struct child_hold {
-    group_state* st;
-    bool reported = false;
-    ~child_hold() {
-        if (reported) return;
-        --st->running;
-        st->release();
-    }
-    void done() noexcept {
-        reported = true;
-        st->child_done();
-    }
-};
-}  // namespace
-
-task<void> group_child(task<void> t, group_state* st) {
-    child_hold hold{st};
+task<void> group_child(task<void> t, child_hold hold) {
     try {
         co_await std::move(t);
     } catch (...) {
-        st->fail(std::current_exception(), {});
+        hold.state()->fail(std::current_exception(), {});
     }
     hold.done();
 }
 
-task<void> group_child(task<result<void>> t, group_state* st) {
-    child_hold hold{st};
+task<void> group_child(task<result<void>> t, child_hold hold) {
     try {
         result<void> r = co_await std::move(t);
-        if (!r) st->fail(nullptr, r.error());
+        if (!r) hold.state()->fail(nullptr, r.error());
     } catch (...) {
-        st->fail(std::current_exception(), {});
+        hold.state()->fail(std::current_exception(), {});
     }
     hold.done();
 }
@@ -78,8 +57,6 @@ task_group::~task_group() {
 
 void task_group::start(event_loop& loop, task<void> child, coev::source_location where) {
     st_->loop = &loop;
-    ++st_->running;
-    ++st_->refs;
     coev::spawn(loop, std::move(child), spawn_options{st_->source.get_token(), -1}, where);
 }
 
@@ -92,15 +69,15 @@ event_loop& running_loop() {
 }  // namespace
 
 void task_group::spawn(task<void> t, coev::source_location where) {
-    start(running_loop(), detail::group_child(std::move(t), st_), where);
+    start(running_loop(), detail::group_child(std::move(t), detail::child_hold(st_)), where);
 }
 
 void task_group::spawn(task<result<void>> t, coev::source_location where) {
-    start(running_loop(), detail::group_child(std::move(t), st_), where);
+    start(running_loop(), detail::group_child(std::move(t), detail::child_hold(st_)), where);
 }
 
 void task_group::spawn(event_loop& loop, task<void> t, coev::source_location where) {
-    start(loop, detail::group_child(std::move(t), st_), where);
+    start(loop, detail::group_child(std::move(t), detail::child_hold(st_)), where);
 }
 
 result<void> task_group::join_awaiter::await_resume() {

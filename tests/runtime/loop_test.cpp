@@ -12,6 +12,7 @@
 #include <sys/wait.h>
 #include <thread>
 #include <unistd.h>
+#include <utility>
 #include <vector>
 
 using namespace std::chrono_literals;
@@ -473,6 +474,82 @@ TEST_CASE("a busy high-priority task starves lower priorities, as in libevent") 
     CHECK(low_ran);
     CHECK(low_seen_at_step == -1);  // low ran only once high was done
     CHECK(loop.counters().iterations - iterations_before >= std::uint64_t(steps));
+}
+
+namespace {
+
+// Parks the calling task until the test queues its node by hand.
+struct parked {
+    coev::detail::ready_node node;
+    bool await_ready() noexcept { return false; }
+    template <class P> void await_suspend(std::coroutine_handle<P> h) noexcept {
+        node.handle = h;
+        node.priority = coev::detail::priority_of(coev::detail::base_of(h));
+    }
+    void await_resume() noexcept {}
+};
+
+}  // namespace
+
+// Spawned tasks wait outside their frames until they start (bench/timers); they still take
+// their turn in the one order of the run queue, between the wake-ups queued around them.
+TEST_CASE("spawned and woken tasks of one priority run in the order they were queued") {
+    coev::event_loop loop;
+    std::vector<std::string> order;
+    parked p1, p2;
+    auto sleeper = [&](parked& p, std::string name) -> coev::task<> {
+        co_await p;
+        order.push_back(name);
+    };
+    auto step = [&](std::string name) -> coev::task<> {
+        order.push_back(name);
+        co_return;
+    };
+    coev::spawn(loop, sleeper(p1, "woken 1"));
+    coev::spawn(loop, sleeper(p2, "woken 2"));
+    loop.poll();  // both are parked
+    REQUIRE(order.empty());
+    coev::spawn(loop, step("spawned 1"));
+    loop.schedule(&p1.node);
+    coev::spawn(loop, step("spawned 2"));
+    coev::spawn(loop, step("spawned 3"));
+    loop.schedule(&p2.node);
+    coev::spawn(loop, step("spawned 4"));
+    loop.run();
+    CHECK(order == std::vector<std::string>{"spawned 1", "woken 1", "spawned 2", "spawned 3",
+                                            "woken 2", "spawned 4"});
+}
+
+TEST_CASE("a loop destroyed before its spawned tasks start destroys them, never running them") {
+    int destroyed = 0;
+    bool ran = false;
+    struct guard {
+        int* count;
+        explicit guard(int* c) : count(c) {}
+        guard(guard&& o) noexcept : count(std::exchange(o.count, nullptr)) {}
+        ~guard() {
+            if (count) ++*count;
+        }
+    };
+    auto t = [&ran](guard) -> coev::task<> {
+        ran = true;
+        co_return;
+    };
+    {
+        coev::event_loop loop(coev::loop_config{.priorities = 3});
+        for (int p : {0, 1, 2, 1}) coev::spawn(loop, t(guard(&destroyed)), {.priority = p});
+        CHECK(loop.has_pending());
+        CHECK(destroyed == 0);
+    }
+    CHECK(destroyed == 4);
+    CHECK_FALSE(ran);
+}
+
+TEST_CASE("spawning an empty (moved-from) task throws std::invalid_argument") {
+    coev::event_loop loop;
+    coev::task<> empty;
+    CHECK_THROWS_AS(coev::spawn(loop, std::move(empty)), std::invalid_argument);
+    CHECK_FALSE(loop.has_pending());
 }
 
 TEST_CASE("a task woken at a more urgent priority runs before the rest of the current batch") {

@@ -395,3 +395,16 @@ TEST_CASE("a loop destroyed while a task_group's children wait lets go of the gr
     CHECK(group->size() == 0);
     group.reset();  // the last hold on the state: freed here
 }
+
+TEST_CASE("a loop destroyed before a task_group's children start lets go of the group") {
+    auto group = std::make_unique<coev::task_group>();
+    {
+        coev::event_loop loop;
+        auto child = []() -> coev::task<> { co_return; };
+        group->spawn(loop, child());
+        group->spawn(loop, child());
+        CHECK(group->size() == 2);
+    }  // the loop destroys the children it never started
+    CHECK(group->size() == 0);
+    group.reset();  // the last hold on the state: freed here (LeakSanitizer checks)
+}

@@ -248,6 +248,12 @@ public:
         ready_[priority].push(n);
         if (priority < running_priority_) preempt_ = true;
     }
+    /// Queues a spawned task's start; may throw std::bad_alloc, and then queues nothing.
+    void queue_start(detail::promise_base& p, std::coroutine_handle<> h, std::stop_token token,
+                     std::uint8_t priority) {
+        ready_[priority].push_start(&p, h, std::move(token));
+        if (priority < running_priority_) preempt_ = true;
+    }
     /// Queues a waiter to resume with its current `ec`.
     void complete(detail::waiter* w) noexcept { schedule(&w->node); }
     detail::timer_queue& timers() noexcept { return timers_; }
@@ -374,8 +380,13 @@ private:
 
 namespace detail {
 
+/// Makes `h` a root task of `loop` and queues it to start. Throws std::bad_alloc and changes
+/// nothing when the queue cannot grow.
 void start_root(event_loop& loop, std::coroutine_handle<> h, promise_base& p, bool detached,
-                std::stop_token token, int priority, coev::source_location where) noexcept;
+                std::stop_token token, int priority, coev::source_location where);
+/// Writes a root's bookkeeping into its promise and links it into the loop's roots.
+void init_root(event_loop& loop, std::coroutine_handle<> h, promise_base& p, bool detached,
+               std::stop_token token, std::uint8_t prio) noexcept;
 
 }  // namespace detail
 
@@ -386,12 +397,15 @@ struct spawn_options {
 };
 
 /// Detaches `t` onto `loop`; it starts in a coming iteration. An exception escaping it goes
-/// to the loop's exception handler.
+/// to the loop's exception handler. Throws std::bad_alloc when the run queue cannot grow (`t`
+/// is then destroyed, never started).
 template <class T>
 void spawn(event_loop& loop, task<T> t, spawn_options opts = {},
            coev::source_location where = coev::source_location::current()) {
-    auto h = t.release();
+    auto h = t.handle();
+    if (!h) throw std::invalid_argument("coev::spawn: an empty (moved-from) task");
     detail::start_root(loop, h, h.promise(), true, std::move(opts.stop), opts.priority, where);
+    (void)t.release();  // the loop owns the frame now
 }
 
 /// Runs `t` to completion on a fresh loop and returns its value (like asyncio.run).

@@ -28,9 +28,9 @@ void frame_free(void* p, std::size_t n) noexcept;
 
 inline const std::stop_token no_stop_token{};
 
-/// Bookkeeping of a spawned or run() task, kept in its own frame so spawning allocates
-/// nothing: its loop (null when not a root), the loop's list of roots, its stop token.
-/// What spawn() writes comes first and `where` last (see promise_base).
+/// Bookkeeping of a spawned or run() task, kept in its own frame: its loop (null when not a
+/// root), the loop's list of roots, its stop token. Written when the loop starts the task
+/// (init_root); `where` last, as only debug mode writes it (see promise_base).
 struct root_info {
     event_loop* loop = nullptr;
     root_info* prev = nullptr;
@@ -43,9 +43,9 @@ struct root_info {
 
 /// What every coev promise shares, and what awaiters read from their caller: the stop token
 /// (inherited from the awaiting task), the priority, and who to resume on completion.
-/// Field order matters: spawn() writes `stop`, `priority` and `root` up to `detached`, which
-/// then lie within the frame's first 128 bytes: fewer cold cache lines per spawn when many
-/// frames are cold (bench/timers spawns a million).
+/// Field order matters: starting a root writes `stop`, `priority` and `root` up to
+/// `detached`, which then lie within the frame's first 128 bytes: fewer cache lines per start
+/// when many frames are cold (bench/timers spawns a million).
 struct promise_base {
     static void* operator new(std::size_t n) { return frame_alloc(n); }
     static void operator delete(void* p, std::size_t n) noexcept { frame_free(p, n); }

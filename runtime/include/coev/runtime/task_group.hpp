@@ -12,6 +12,7 @@
 #include <optional>
 #include <coev/runtime/source_location.hpp>
 #include <stop_token>
+#include <utility>
 
 namespace coev {
 
@@ -33,8 +34,33 @@ struct group_state {
     }
 };
 
-task<void> group_child(task<void> t, group_state* st);
-task<void> group_child(task<result<void>> t, group_state* st);
+/// A child's hold on the group's state, taken before the child's frame exists. A child that
+/// ends reports through done(); one whose frame is destroyed first (its loop destroyed before
+/// it started or while it waited) only lets go, or the state would leak and size() stay high.
+/// A parameter of the child's coroutine, so an unstarted frame releases it too.
+class child_hold {
+public:
+    explicit child_hold(group_state* st) noexcept : st_(st) {
+        ++st_->running;
+        ++st_->refs;
+    }
+    child_hold(child_hold&& o) noexcept : st_(std::exchange(o.st_, nullptr)) {}
+    child_hold(const child_hold&) = delete;
+    child_hold& operator=(const child_hold&) = delete;
+    ~child_hold() {
+        if (!st_) return;
+        --st_->running;
+        st_->release();
+    }
+    group_state* state() const noexcept { return st_; }
+    void done() noexcept { std::exchange(st_, nullptr)->child_done(); }
+
+private:
+    group_state* st_;
+};
+
+task<void> group_child(task<void> t, child_hold hold);
+task<void> group_child(task<result<void>> t, child_hold hold);
 
 }  // namespace detail
 

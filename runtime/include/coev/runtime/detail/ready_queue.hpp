@@ -5,9 +5,14 @@
 #include <coroutine>
 #include <cstddef>
 #include <cstdint>
+#include <stop_token>
+#include <utility>
+#include <vector>
 #include <coev/runtime/source_location.hpp>
 
 namespace coev::detail {
+
+struct promise_base;
 
 /// One resumable coroutine; lives in the awaiter or promise that suspended, so queueing a
 /// wake-up allocates nothing.
@@ -15,16 +20,34 @@ struct ready_node {
     ready_node* next = nullptr;
     std::coroutine_handle<> handle;
     std::uint8_t priority = 0;
+    std::uint32_t seq = 0;  // place in the queue's order, beside the pending starts
 };
 
+/// A spawned task the loop has not started yet. Its frame is cold when many are spawned at
+/// once; what spawn() would write into it waits here, in order, until the loop starts the task
+/// and can load the frames a few ahead (bench/timers spawns a million).
+struct pending_start {
+    promise_base* promise;
+    std::coroutine_handle<> handle;
+    std::stop_token token;
+    std::uint32_t seq;
+};
+
+/// One priority's queue: woken coroutines (intrusive, allocation-free) and pending starts (an
+/// array), taken in the order they were queued.
 struct ready_list {
     ready_node* head = nullptr;
     ready_node** tail = &head;
-    std::size_t size = 0;
+    std::size_t size = 0;  // nodes; see count()
+    std::vector<pending_start> starts;
+    std::size_t first_start = 0;
+    std::uint32_t next_seq = 0;
 
-    bool empty() const noexcept { return head == nullptr; }
+    bool empty() const noexcept { return head == nullptr && first_start == starts.size(); }
+    std::size_t count() const noexcept { return size + (starts.size() - first_start); }
     void push(ready_node* n) noexcept {
         n->next = nullptr;
+        n->seq = next_seq++;
         *tail = n;
         tail = &n->next;
         ++size;
@@ -35,6 +58,27 @@ struct ready_list {
         if (!head) tail = &head;
         --size;
         return n;
+    }
+    /// May throw (std::bad_alloc); nothing is queued then.
+    void push_start(promise_base* p, std::coroutine_handle<> h, std::stop_token token) {
+        starts.push_back({p, h, std::move(token), next_seq});
+        ++next_seq;
+    }
+    /// Whether the next to run is a pending start rather than a node.
+    bool start_next() const noexcept {
+        if (first_start == starts.size()) return false;
+        // Wrap-safe: fewer than 2^31 entries are ever queued at once.
+        return !head || std::int32_t(starts[first_start].seq - head->seq) < 0;
+    }
+    pending_start pop_start() noexcept {
+        pending_start s = std::move(starts[first_start]);
+        if (++first_start == starts.size()) {
+            first_start = 0;
+            // A burst's array is kept for the next one, unless it was a very large burst.
+            if (starts.capacity() > (std::size_t(1) << 16)) std::vector<pending_start>().swap(starts);
+            else starts.clear();
+        }
+        return s;
     }
     /// Unlinks `n` if it is queued here (rare path: a frame destroyed while queued).
     bool remove(ready_node* n) noexcept {
