@@ -158,7 +158,10 @@ struct event_loop::scope {
           saved_runner(l->runner_.exchange(std::this_thread::get_id(), std::memory_order_acq_rel)) {
         detail::current_loop = l;
         l->note_thread();
-        if (to_run) l->backend_->on_thread();
+        if (to_run) {
+            l->backend_->on_thread();
+            if (l->signals_) [[unlikely]] l->signals_->on_thread();
+        }
     }
     ~scope() {
         loop->runner_.store(saved_runner, std::memory_order_release);

@@ -78,6 +78,30 @@ void release_disposition(int signo) noexcept {
     ::sigaction(signo, &d.previous, nullptr);
 }
 
+// Our loop moved from thread `from` to `to`: deliveries go to `to` from now on.
+void move_disposition(int signo, int from, int to) noexcept {
+    std::lock_guard lock(registry_mutex);
+    disposition& d = registry[signo];
+    if (auto at = std::find(d.threads.rbegin(), d.threads.rend(), from); at != d.threads.rend())
+        d.threads.erase(std::next(at).base());
+    try {
+        d.threads.push_back(to);
+    } catch (...) {  // out of memory: the latest holder still receives
+        return;
+    }
+    forward_to[signo].store(to, std::memory_order_relaxed);
+}
+
+int current_tid() noexcept { return int(::syscall(SYS_gettid)); }
+
+// A number per thread, never reused (thread ids are, once a thread has exited), read without
+// a system call. A forked child keeps its parent thread's: reinit() takes the new id.
+std::uint64_t thread_serial() noexcept {
+    static std::atomic<std::uint64_t> next{1};
+    thread_local const std::uint64_t serial = next.fetch_add(1, std::memory_order_relaxed);
+    return serial;
+}
+
 void check_signal(int signo) {
     if (signo < 1 || signo > max_signal || signo == SIGKILL || signo == SIGSTOP)
         throw std::invalid_argument("coev::signal_set: cannot catch signal " +
@@ -130,6 +154,10 @@ void signal_hub::add(signal_set& s) {
             set_blocked(signo, SIG_BLOCK);
         }
         update_fd();
+        if (!blocked.empty()) {
+            tid_ = current_tid();
+            serial_ = thread_serial();
+        }
     } catch (...) {
         for (int signo : counted) --counts_[std::size_t(signo)];
         for (int signo : blocked) {
@@ -224,7 +252,27 @@ void signal_hub::reinit() {
     for (int s = 1; s <= max_signal && s < int(counts_.size()); ++s)
         if (counts_[std::size_t(s)] > 0)
             forward_to[s].store(int(::syscall(SYS_gettid)), std::memory_order_relaxed);
+    if (tid_ != 0) {
+        tid_ = current_tid();
+        serial_ = thread_serial();
+    }
     update_fd();
+}
+
+void signal_hub::on_thread() noexcept {
+    if (tid_ == 0 || thread_serial() == serial_) return;
+    const int tid = current_tid();
+    sigset_t held;
+    sigemptyset(&held);
+    for (int s = 1; s <= max_signal && s < int(counts_.size()); ++s)
+        if (counts_[std::size_t(s)] > 0) sigaddset(&held, s);
+    pthread_sigmask(SIG_BLOCK, &held, nullptr);
+    for (int s = 1; s <= max_signal && s < int(counts_.size()); ++s)
+        if (counts_[std::size_t(s)] > 0) move_disposition(s, tid_, tid);
+    // The old thread keeps them blocked (it may run other loops that hold them); a delivery
+    // already pending there for it alone stays there.
+    tid_ = tid;
+    serial_ = thread_serial();
 }
 
 bool signal_hub::take_pending(signal_set& s, signal_wait& w) noexcept {

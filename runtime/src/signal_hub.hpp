@@ -5,6 +5,7 @@
 
 #include <coev/runtime/signal.hpp>
 
+#include <cstdint>
 #include <iosfwd>
 #include <vector>
 
@@ -28,6 +29,10 @@ public:
     bool unlink(signal_wait& w) noexcept;
     /// After fork(): a fresh signalfd in the new backend.
     void reinit();
+    /// The loop is about to run on the calling thread: a signalfd reads only what is pending
+    /// for the process or the reading thread, so the held signals must be blocked here and
+    /// forwarded here (a loop may be made on one thread and run on another).
+    void on_thread() noexcept;
 
 private:
     void deliver(int signo) noexcept;
@@ -36,6 +41,8 @@ private:
     int fd_ = -1;
     signal_set* sets_ = nullptr;
     std::vector<int> counts_;   // per signal: how many sets on this loop hold it
+    int tid_ = 0;               // the thread that blocks them for us (0: none yet)
+    std::uint64_t serial_ = 0;  // and its thread_serial()
 };
 
 }  // namespace coev::detail

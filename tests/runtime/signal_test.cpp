@@ -307,3 +307,33 @@ TEST_CASE("a signal still reaches one loop after another thread's set for it is 
     REQUIRE(got.has_value());
     CHECK(*got == SIGUSR1);
 }
+
+TEST_CASE("a signal_set made on one thread receives while its loop runs on another") {
+    // The runner exists before the set, so it did not inherit a mask that blocks SIGUSR1; a
+    // signalfd reads only what is pending for the process or for the thread reading it.
+    std::latch go(1), waiting(1);
+    coev::event_loop loop;
+    std::unique_ptr<coev::signal_set> set;
+    coev::result<int> got;
+    bool wd_fired = false;
+    std::thread runner([&] {
+        go.wait();
+        auto waiter = [&]() -> coev::task<> {
+            waiting.count_down();
+            got = co_await set->wait();
+        };
+        coev::spawn(loop, waiter());
+        watchdog wd(loop);  // a lost signal ends the run without `got`
+        loop.run();
+        wd_fired = wd.fired();
+    });
+    set = std::make_unique<coev::signal_set>(loop, std::initializer_list<int>{SIGUSR1});
+    go.count_down();
+    waiting.wait();
+    ::kill(::getpid(), SIGUSR1);  // to the process: whichever thread does not block it
+    runner.join();
+    CHECK_FALSE(wd_fired);
+    REQUIRE(got.has_value());
+    CHECK(*got == SIGUSR1);
+    set.reset();
+}
