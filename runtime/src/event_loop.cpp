@@ -200,11 +200,12 @@ event_loop::~event_loop() {
     // The kernel may still write into buffers that live in the frames about to die.
     backend_->quiesce(*this);
     // Queued wake-ups point into frames about to die; nothing runs again. Tasks spawned and
-    // never started belong to no one else.
+    // never started belong to no one else. From here a spawn (from a destructor in a dying
+    // frame) makes a root that is never scheduled, and the loop below destroys it.
+    dying_ = true;
     for (auto& q : ready_) {
-        std::vector<detail::pending_start> starts = std::move(q.starts);
-        for (std::size_t i = q.first_start; i < starts.size(); ++i) starts[i].handle.destroy();
-        q = detail::ready_list{};
+        while (q.first_start < q.starts.size()) q.pop_start().handle.destroy();
+        q.reset();
     }
     while (roots_) {
         detail::root_info* r = roots_;
@@ -363,7 +364,9 @@ void event_loop::iterate(bool may_block) {
     update_time();
     if (post_pending_.load(std::memory_order_acquire)) drain_posted();
     if (!refire_.empty()) [[unlikely]] {
-        std::vector<detail::io_wait*> now;
+        // Swapped with a spare that keeps its capacity: a flooding peer refires every
+        // iteration, and must not cost an allocation each time.
+        std::vector<detail::io_wait*>& now = refire_spare_;
         now.swap(refire_);
         for (detail::io_wait* w : now) {
             // Only if it still waits there (it may have been cancelled, its fd closed).
@@ -371,6 +374,7 @@ void event_loop::iterate(bool may_block) {
             detail::fd_state& st = fds_[std::size_t(w->fd)];
             if ((w->dir ? st.writer : st.reader) == w) on_fd_event(w->fd, std::uint8_t(1u << w->dir));
         }
+        now.clear();
     }
 
     if (clock_ == clock_mode::auto_advance && !timers_.empty()) {
@@ -761,6 +765,10 @@ void init_root(event_loop& loop, std::coroutine_handle<> h, promise_base& p, boo
 void start_root(event_loop& loop, std::coroutine_handle<> h, promise_base& p, bool detached,
                 std::stop_token token, int priority, coev::source_location where) {
     const std::uint8_t prio = loop.clamp_priority(priority);
+    if (loop.dying()) [[unlikely]] {
+        init_root(loop, h, p, detached, std::move(token), prio);  // ~event_loop destroys it
+        return;
+    }
     if (detached && !debug_mode()) {
         // Nothing touches the frame until the loop starts the task (see pending_start).
         loop.queue_start(p, h, std::move(token), prio);

@@ -545,6 +545,81 @@ TEST_CASE("a loop destroyed before its spawned tasks start destroys them, never 
     CHECK_FALSE(ran);
 }
 
+namespace {
+
+int live_probes = 0;  // parameters of frames spawned while a loop is being destroyed
+struct probe {
+    bool owns = true;
+    probe() { ++live_probes; }
+    probe(probe&& o) noexcept : owns(std::exchange(o.owns, false)) {}
+    ~probe() {
+        if (owns) --live_probes;
+    }
+};
+coev::task<> leaf(probe) { co_return; }
+
+// Spawns onto its loop when destroyed.
+struct spawner {
+    coev::event_loop* loop;
+    bool owns = true;
+    explicit spawner(coev::event_loop* l) : loop(l) {}
+    spawner(spawner&& o) noexcept : loop(o.loop), owns(std::exchange(o.owns, false)) {}
+    ~spawner() {
+        if (owns) coev::spawn(*loop, leaf(probe{}));
+    }
+};
+coev::task<> unstarted_spawner(spawner) { co_return; }
+
+struct forever {
+    bool await_ready() noexcept { return false; }
+    void await_suspend(std::coroutine_handle<>) noexcept {}
+    void await_resume() noexcept {}
+};
+coev::task<> suspended_spawner(coev::event_loop* l) {
+    spawner s(l);
+    co_await forever{};
+}
+
+}  // namespace
+
+TEST_CASE("a task spawned by a destructor that the loop's destruction runs is destroyed too") {
+    live_probes = 0;
+    SUBCASE("from a parameter of a task that never started") {
+        coev::event_loop loop;
+        coev::spawn(loop, unstarted_spawner(spawner(&loop)));
+    }
+    SUBCASE("from a local of a suspended task") {
+        coev::event_loop loop;
+        coev::spawn(loop, suspended_spawner(&loop));
+        loop.poll();
+    }
+    CHECK(live_probes == 0);
+}
+
+TEST_CASE("a wake-up queued by a destructor that the loop's destruction runs is harmless") {
+    // The run queue was reset to a copy of a temporary, and the wake-up written through a
+    // pointer into the destructor's dead stack (ASan: stack-use-after-scope).
+    coev::notifier note;
+    struct notify_on_exit {
+        coev::notifier* n;
+        ~notify_on_exit() { n->notify(); }
+    };
+    auto waiter = [&]() -> coev::task<> {
+        auto r = co_await note.wait();
+        (void)r;
+    };
+    auto holder = [&]() -> coev::task<> {
+        notify_on_exit g{&note};
+        co_await forever{};
+    };
+    {
+        coev::event_loop loop;
+        coev::spawn(loop, waiter());
+        coev::spawn(loop, holder());
+        loop.poll();
+    }  // fails only under the sanitizer build, which CI runs
+}
+
 TEST_CASE("spawning an empty (moved-from) task throws std::invalid_argument") {
     coev::event_loop loop;
     coev::task<> empty;

@@ -248,6 +248,8 @@ public:
         ready_[priority].push(n);
         if (priority < running_priority_) preempt_ = true;
     }
+    /// The destructor has begun: nothing queued runs any more.
+    bool dying() const noexcept { return dying_; }
     /// Queues a spawned task's start; may throw std::bad_alloc, and then queues nothing.
     void queue_start(detail::promise_base& p, std::coroutine_handle<> h, std::stop_token token,
                      std::uint8_t priority) {
@@ -367,6 +369,8 @@ private:
     bool preempt_ = false;
     unsigned fast_ops_ = 0;                 // see take_budget()
     std::vector<detail::io_wait*> refire_;  // see refire()
+    std::vector<detail::io_wait*> refire_spare_;
+    bool dying_ = false;
     std::atomic<bool> stop_flag_{false};
     bool exit_flag_ = false;
     bool got_stop_ = false;

@@ -43,6 +43,19 @@ struct ready_list {
     std::size_t first_start = 0;
     std::uint32_t next_seq = 0;
 
+    ready_list() = default;
+    // `tail` may point at our own `head`: a copy would point into the original.
+    ready_list(const ready_list&) = delete;
+    ready_list& operator=(const ready_list&) = delete;
+
+    /// Forgets every queued entry, in place.
+    void reset() noexcept {
+        head = nullptr;
+        tail = &head;
+        size = 0;
+        starts.clear();
+        first_start = 0;
+    }
     bool empty() const noexcept { return head == nullptr && first_start == starts.size(); }
     std::size_t count() const noexcept { return size + (starts.size() - first_start); }
     void push(ready_node* n) noexcept {
@@ -77,6 +90,11 @@ struct ready_list {
             // A burst's array is kept for the next one, unless it was a very large burst.
             if (starts.capacity() > (std::size_t(1) << 16)) std::vector<pending_start>().swap(starts);
             else starts.clear();
+        } else if (first_start >= 1024 && 2 * first_start >= starts.size()) {
+            // Tasks that keep spawning may never let the array empty: drop what was taken
+            // (moving at most as many entries as were taken since the last time).
+            starts.erase(starts.begin(), starts.begin() + std::ptrdiff_t(first_start));
+            first_start = 0;
         }
         return s;
     }
