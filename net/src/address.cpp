@@ -81,8 +81,14 @@ result<address> address::parse(std::string_view text) {
     if (!to_cstr(host, buf) || ::inet_pton(AF_INET6, buf, b.data()) != 1) return invalid();
     std::uint32_t scope_id = 0;
     if (!scope.empty()) {
-        auto [end, ec] = std::from_chars(scope.data(), scope.data() + scope.size(), scope_id);
-        if (ec != std::errc{} || end != scope.data() + scope.size()) {
+        // A number, or an interface name: never ':' (Linux's lookup would stop at it, so
+        // "fe80::1%lo:80", a port written without brackets, read as scope lo and no port).
+        const bool digits = scope.find_first_not_of("0123456789") == std::string_view::npos;
+        if (digits) {
+            auto [end, ec] = std::from_chars(scope.data(), scope.data() + scope.size(), scope_id);
+            if (ec != std::errc{} || end != scope.data() + scope.size()) return invalid();
+        } else {
+            if (scope.find_first_of(":%/ \t\n") != std::string_view::npos) return invalid();
             char name[IF_NAMESIZE];
             if (!to_cstr(scope, name)) return invalid();
             scope_id = ::if_nametoindex(name);

@@ -56,6 +56,25 @@ TEST_CASE("bad endpoint text is an error, never a crash") {
     CHECK(endpoint::parse("1.2.3.4:x").error() == std::errc::invalid_argument);
 }
 
+// Regression: Linux's interface lookup stops at ':', so a scope "lo:80" read as "lo" and the
+// port, written without brackets, was silently dropped.
+TEST_CASE("a scope id with anything but an interface name or a number is refused") {
+    for (const char* text : {"fe80::1%lo:80", "fe80::1%lo:junk", "fe80::1%1%2",
+                             "fe80::1%4294967296", "fe80::1%lo/64", "fe80::1%l o"}) {
+        CAPTURE(text);
+        auto a = coev::net::address::parse(text);
+        REQUIRE_FALSE(a);
+        CHECK(a.error() == std::errc::invalid_argument);
+    }
+    for (const char* text : {"fe80::1%lo:80", "[fe80::1%lo:443]:80", "[fe80::1%1%2]:80"}) {
+        CAPTURE(text);
+        CHECK_FALSE(endpoint::parse(text));
+    }
+    auto max = coev::net::address::parse("fe80::1%4294967295");
+    REQUIRE(max);
+    CHECK(max->scope_id() == 4294967295u);
+}
+
 // Regression: the C parsers stop at a NUL, so text with one inside parsed as its prefix.
 TEST_CASE("text with a NUL inside is refused, not cut short") {
     using namespace std::string_view_literals;
