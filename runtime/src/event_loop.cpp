@@ -346,8 +346,9 @@ void event_loop::iterate(bool may_block) {
             const time_point next = timers_.next_deadline();
             timeout = next > now_ ? std::int64_t((next - now_).count()) : 0;
         }
-    } else if (!timers_.empty() && (clock_ == clock_mode::auto_advance ||
-                                    timers_.next_deadline() <= now_)) {
+    } else if (!timers_.empty() && (timers_.next_deadline() <= now_ ||
+                                    (clock_ == clock_mode::auto_advance &&
+                                     timers_.next_deadline() != time_point::max()))) {
         // Manual clocks wait for I/O, post() and stop() only: not when a timer is due already,
         // nor when auto_advance is about to jump to the next deadline. (With nothing to wait
         // for, run(until_empty) has returned before getting here.)
@@ -380,7 +381,9 @@ void event_loop::iterate(bool may_block) {
     if (clock_ == clock_mode::auto_advance && !timers_.empty()) {
         bool idle = true;
         for (const auto& q : ready_) idle = idle && q.empty();
-        if (idle && timers_.next_deadline() > now_) {
+        // A deadline of time_point::max() (sleep_for(duration::max())) is never reached, as
+        // under the real clock: the clock does not jump there.
+        if (idle && timers_.next_deadline() > now_ && timers_.next_deadline() != time_point::max()) {
             manual_now_ = timers_.next_deadline();
             update_time();
         }

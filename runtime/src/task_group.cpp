@@ -84,7 +84,11 @@ result<void> task_group::join_awaiter::await_resume() {
     if (busy_) return make_error_code(error::busy);
     link_.reset();
     if (st_->exception) std::rethrow_exception(st_->exception);
-    return st_->error;
+    if (st_->error) return st_->error;
+    // Cancelled: the children were cancelled for it and have ended. Like every other wait, it
+    // says so (with_timeout turns this into timed_out).
+    if (stop_ && stop_->stop_requested()) return std::make_error_code(std::errc::operation_canceled);
+    return {};
 }
 
 }  // namespace coev

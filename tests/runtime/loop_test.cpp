@@ -343,6 +343,26 @@ TEST_CASE("an auto_advance clock jumps to a deadline while an fd wait is pending
     CHECK(r.error() == std::errc::timed_out);
 }
 
+// Regression: the clock jumped to time_point::max() and an endless sleep completed.
+TEST_CASE("an auto_advance clock never reaches the deadline of sleep_for(duration::max())") {
+    coev::event_loop loop(coev::loop_config{.clock = coev::clock_mode::auto_advance});
+    std::stop_source stop;
+    coev::result<void> r;
+    auto sleeper = [&]() -> coev::task<> { r = co_await coev::sleep_for(coev::duration::max()); };
+    coev::spawn(loop, sleeper(), {.stop = stop.get_token()});
+    std::thread later([&] {
+        std::this_thread::sleep_for(50ms);
+        loop.post([&] { stop.request_stop(); });
+    });
+    watchdog wd(loop, 10s);
+    loop.run();  // waits for the post, as a real clock would
+    later.join();
+    CHECK_FALSE(wd.fired());
+    REQUIRE_FALSE(r.has_value());
+    CHECK(r.error() == std::errc::operation_canceled);
+    CHECK(loop.now() < coev::time_point::max());
+}
+
 // ---- posted work ----
 
 TEST_CASE("work posted from 4 threads, 10,000 times each, all runs") {

@@ -221,11 +221,12 @@ TEST_CASE("cancelling the task that joins a group cancels the children") {
         if (r.error() == std::errc::operation_canceled) ++cancelled;
     };
     bool joined = false;
+    coev::result<void> join_result;
     auto outer = [&]() -> coev::task<> {
         coev::task_group group;
         group.spawn(child());
         group.spawn(child());
-        (void)co_await group.join();
+        join_result = co_await group.join();
         joined = true;
     };
     auto canceller = [&]() -> coev::task<> {
@@ -239,6 +240,8 @@ TEST_CASE("cancelling the task that joins a group cancels the children") {
     CHECK(joined);
     CHECK(cancelled == 2);
     CHECK_FALSE(wd.fired());
+    REQUIRE_FALSE(join_result);  // a cancelled wait says so, as every other wait does
+    CHECK(join_result.error() == std::errc::operation_canceled);
 }
 
 TEST_CASE("a notifier wakes its waiter through the loop and keeps one pending wake-up") {

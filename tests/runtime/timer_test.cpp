@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <csignal>
 #include <numeric>
 #include <random>
 #include <thread>
@@ -431,4 +432,62 @@ TEST_CASE("with_timeout around a void awaitable reports the caller's cancellatio
     REQUIRE_FALSE(r.has_value());
     CHECK(r.error() == std::errc::operation_canceled);
     CHECK_FALSE(wd.fired());
+}
+
+// Regression: with_timeout (and when_any, when_all) take their awaitables by value, and the
+// notifier, signal and join awaiters could not be moved, so none of these compiled.
+TEST_CASE("with_timeout and when_any take a notifier wait, a signal wait and a join") {
+    const coev::loop_config virtual_time{.clock = coev::clock_mode::auto_advance};
+    coev::notifier note;
+    SUBCASE("a notifier wait times out, or ends in time") {
+        auto waits = [&](bool notified) -> coev::task<coev::result<void>> {
+            if (notified) {
+                auto later = [&]() -> coev::task<> {
+                    (void)co_await coev::sleep_for(1ms);
+                    note.notify();
+                };
+                coev::spawn(*coev::event_loop::current(), later());
+            }
+            co_return co_await coev::with_timeout(1s, note.wait());
+        };
+        auto late = coev::run(waits(false), virtual_time);
+        REQUIRE_FALSE(late);
+        CHECK(late.error() == std::errc::timed_out);
+        CHECK_FALSE(note.waiting());  // the cancelled wait left nothing behind
+        CHECK(coev::run(waits(true), virtual_time).has_value());
+    }
+    SUBCASE("a signal wait ends in time") {
+        auto waits = []() -> coev::task<coev::result<int>> {
+            coev::signal_set set{SIGUSR1};
+            ::raise(SIGUSR1);
+            co_return co_await coev::with_timeout(10s, set.wait());
+        };
+        auto got = coev::run(waits(), virtual_time);
+        REQUIRE(got.has_value());
+        CHECK(*got == SIGUSR1);
+    }
+    SUBCASE("a join times out and cancels the children") {
+        bool child_cancelled = false;
+        auto waits = [&]() -> coev::task<coev::result<void>> {
+            coev::task_group group;
+            auto child = [&]() -> coev::task<> {
+                auto r = co_await coev::sleep_for(1h);
+                child_cancelled = !r && r.error() == std::errc::operation_canceled;
+            };
+            group.spawn(child());
+            co_return co_await coev::with_timeout(1s, group.join());
+        };
+        auto r = coev::run(waits(), virtual_time);
+        REQUIRE_FALSE(r);
+        CHECK(r.error() == std::errc::timed_out);
+        CHECK(child_cancelled);
+    }
+    SUBCASE("when_any of a notifier wait and a sleep") {
+        auto waits = [&]() -> coev::task<std::size_t> {
+            auto r = co_await coev::when_any(note.wait(), coev::sleep_for(5ms));
+            co_return r.index();
+        };
+        CHECK(coev::run(waits(), virtual_time) == 1);  // nobody notifies: the sleep wins
+        CHECK_FALSE(note.waiting());
+    }
 }

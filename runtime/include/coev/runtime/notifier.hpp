@@ -26,6 +26,8 @@ public:
             w_.where = where;
         }
         awaiter(const awaiter&) = delete;
+        /// Only before it is awaited (so it can be handed to with_timeout, when_any & co).
+        awaiter(awaiter&& o) noexcept : n_(o.n_) { w_.where = o.w_.where; }
         ~awaiter() {
             if (w_.loop) abandon();
             stop_.disarm(w_);

@@ -47,6 +47,12 @@ public:
             w_.where = where;
         }
         wait_awaiter(const wait_awaiter&) = delete;
+        /// Only before it is awaited (so it can be handed to with_timeout, when_any & co).
+        wait_awaiter(wait_awaiter&& o) noexcept : set_(o.set_) {
+            w_.set = o.w_.set;
+            w_.loop = o.w_.loop;
+            w_.where = o.w_.where;
+        }
         ~wait_awaiter();
         bool await_ready() noexcept;
         template <class P> bool await_suspend(std::coroutine_handle<P> h) noexcept {

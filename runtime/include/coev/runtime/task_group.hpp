@@ -90,13 +90,16 @@ public:
     std::size_t size() const noexcept { return st_->running; }
     std::stop_token get_token() const noexcept { return st_->source.get_token(); }
 
-    /// Waits until no child is running. Cancel: the children are cancelled and still awaited.
+    /// Waits until no child is running. Cancel: the children are cancelled and still awaited;
+    /// the result is then operation_canceled, unless a child's error or exception came first.
     /// One task joins at a time: another that joins meanwhile gets error::busy at once.
     class join_awaiter {
     public:
         explicit join_awaiter(detail::group_state* st) noexcept : st_(st) {}
         join_awaiter(const join_awaiter&) = delete;
         join_awaiter& operator=(const join_awaiter&) = delete;
+        /// Only before it is awaited (so it can be handed to with_timeout, when_any & co).
+        join_awaiter(join_awaiter&& o) noexcept : st_(o.st_) {}
         // A suspended joiner keeps the group's state alive: the group may be destroyed while
         // it waits (its children are then cancelled, and the joiner resumes when they end).
         ~join_awaiter() {
@@ -118,7 +121,10 @@ public:
             ++st_->refs;
             holds_ = true;
             const std::stop_token& tok = detail::stop_token_of(p);
-            if (tok.stop_possible()) link_.emplace(tok, detail::forward_stop{&st_->source});
+            if (tok.stop_possible()) {
+                link_.emplace(tok, detail::forward_stop{&st_->source});
+                stop_ = &tok;
+            }
             return true;
         }
         result<void> await_resume();
@@ -127,6 +133,7 @@ public:
         detail::group_state* st_;
         bool busy_ = false;
         bool holds_ = false;  // took a reference on *st_ when it suspended
+        const std::stop_token* stop_ = nullptr;  // the joiner's, while it waits
         detail::ready_node node_;
         std::optional<std::stop_callback<detail::forward_stop>> link_;
     };
