@@ -5,6 +5,11 @@ namespace coev {
 namespace detail {
 
 void group_state::fail(std::exception_ptr e, std::error_code ec) noexcept {
+    if (e && orphaned && !joiner && loop) {
+        // Nobody can join a destroyed group: report it as a detached task's would be.
+        loop->unhandled(e);
+        return;
+    }
     if (!exception && !error) {
         exception = e;
         error = ec;
@@ -14,6 +19,10 @@ void group_state::fail(std::exception_ptr e, std::error_code ec) noexcept {
 
 void group_state::child_done() noexcept {
     if (--running == 0 && joiner) {
+        // Decided now, not when the joiner runs: a stop that comes after the last child ended
+        // (in the same iteration, say) did not cut the join short.
+        joiner_cancelled = joiner_stop && joiner_stop->stop_requested();
+        joiner_stop = nullptr;
         ready_node* j = std::exchange(joiner, nullptr);
         loop->schedule(j);
     }
@@ -49,6 +58,7 @@ task_group::task_group(std::stop_token parent) : task_group() {
 
 task_group::~task_group() {
     parent_link_.reset();
+    st_->orphaned = true;
     if (st_->running > 0) st_->source.request_stop();
     // A task still joining keeps the state (it holds a reference) and resumes once the
     // cancelled children have ended.
@@ -57,7 +67,10 @@ task_group::~task_group() {
 
 void task_group::start(event_loop& loop, task<void> child, coev::source_location where) {
     st_->loop = &loop;
-    coev::spawn(loop, std::move(child), spawn_options{st_->source.get_token(), -1}, where);
+    // At the spawning task's priority, as when_any's and with_timeout's children run: a joiner
+    // must not wait on children that tasks of its own priority can starve.
+    const int priority = event_loop::current() == &loop ? loop.running_priority() : -1;
+    coev::spawn(loop, std::move(child), spawn_options{st_->source.get_token(), priority}, where);
 }
 
 namespace {
@@ -82,12 +95,14 @@ void task_group::spawn(event_loop& loop, task<void> t, coev::source_location whe
 
 result<void> task_group::join_awaiter::await_resume() {
     if (busy_) return make_error_code(error::busy);
+    resumed_ = true;
     link_.reset();
+    const bool cancelled = std::exchange(st_->joiner_cancelled, false);
     if (st_->exception) std::rethrow_exception(st_->exception);
     if (st_->error) return st_->error;
     // Cancelled: the children were cancelled for it and have ended. Like every other wait, it
     // says so (with_timeout turns this into timed_out).
-    if (stop_ && stop_->stop_requested()) return std::make_error_code(std::errc::operation_canceled);
+    if (cancelled) return std::make_error_code(std::errc::operation_canceled);
     return {};
 }
 

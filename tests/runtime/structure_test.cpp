@@ -4,10 +4,13 @@
 
 #include <doctest/doctest.h>
 
+#include <cstring>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <tuple>
 #include <variant>
+#include <vector>
 
 using namespace std::chrono_literals;
 using coev_test::watchdog;
@@ -410,4 +413,116 @@ TEST_CASE("a loop destroyed before a task_group's children start lets go of the 
     }  // the loop destroys the children it never started
     CHECK(group->size() == 0);
     group.reset();  // the last hold on the state: freed here (LeakSanitizer checks)
+}
+
+// Regression: the join decided it was cancelled when it resumed, so a stop that came after the
+// last child had ended (the joiner queued, not yet run) turned a finished join into
+// operation_canceled.
+TEST_CASE("a join stopped after its last child ended still succeeds") {
+    coev::event_loop loop;
+    coev::task_group group;
+    coev::notifier go;
+    std::stop_source stop;
+    auto child = [&]() -> coev::task<> {
+        auto r = co_await go.wait();
+        (void)r;
+    };
+    std::optional<coev::result<void>> joined;
+    auto joiner = [&]() -> coev::task<> { joined = co_await group.join(); };
+    group.spawn(loop, child());
+    coev::spawn(loop, joiner(), {.stop = stop.get_token()});
+    loop.poll();  // the child waits, the joiner joins
+    REQUIRE_FALSE(joined);
+    go.notify();  // the child ends in the next batch and queues the joiner...
+    auto stopper = [&]() -> coev::task<> {
+        stop.request_stop();  // ...and this runs after it in the same batch
+        co_return;
+    };
+    coev::spawn(loop, stopper());
+    loop.run();
+    REQUIRE(joined);
+    CHECK(joined->has_value());
+}
+
+namespace {
+coev::task<> big_joiner(coev::task_group& g) {
+    char big[4096];  // a frame the frame cache does not keep: ASan sees it freed
+    std::memset(big, 1, sizeof big);
+    auto r = co_await g.join();
+    g.request_stop();  // unreached: the test destroys this frame first
+    (void)r;
+    (void)std::memchr(big, 2, sizeof big);
+}
+}  // namespace
+
+// Regression: a join woken by its last child and destroyed before it ran (run() gives up on a
+// task stopped with wake-ups queued) left its node in the run queue; the next unschedule walked
+// into the freed frame (ASan: heap-use-after-free).
+TEST_CASE("a join woken and destroyed before it runs leaves nothing queued") {
+    auto main_task = []() -> coev::task<> {
+        coev::event_loop& loop = *coev::event_loop::current();
+        coev::task_group g;
+        coev::notifier n;
+        auto child = []() -> coev::task<> { (void)co_await coev::sleep_for(0ms); };
+        auto stopper = [&]() -> coev::task<> {
+            (void)co_await coev::sleep_for(0ms);
+            n.notify();   // queued behind the joiner
+            loop.stop();  // run() then destroys this task with both wake-ups queued
+        };
+        g.spawn(child());
+        coev::spawn(loop, stopper());
+        auto r = co_await coev::when_all(big_joiner(g), n.wait());
+        (void)r;
+    };
+    CHECK_THROWS_AS(coev::run(main_task()), std::logic_error);
+}
+
+// Regression: nobody can join a destroyed group, and the exception of a child that failed
+// after it was gone was dropped silently; a detached task's goes to the loop's handler.
+TEST_CASE("an exception from a child of a destroyed task_group goes to the loop's handler") {
+    coev::event_loop loop;
+    int reported = 0;
+    loop.set_exception_handler([&](std::exception_ptr e) {
+        try {
+            std::rethrow_exception(e);
+        } catch (const std::runtime_error&) {
+            ++reported;
+        }
+    });
+    auto child = []() -> coev::task<> {
+        (void)co_await coev::sleep_for(10s);  // cancelled when the group goes
+        throw std::runtime_error("after the group");
+    };
+    auto body = [&]() -> coev::task<> {
+        coev::task_group g;
+        g.spawn(child());
+        (void)co_await coev::sleep_for(0ms);  // the child waits
+    };  // ~task_group cancels it
+    coev::spawn(loop, body());
+    watchdog wd(loop);
+    loop.run();
+    CHECK_FALSE(wd.fired());
+    CHECK(reported == 1);
+}
+
+TEST_CASE("a task_group's children run at the priority of the task that spawns them") {
+    coev::event_loop loop(coev::loop_config{.priorities = 3});
+    std::vector<int> seen;
+    auto child = [&]() -> coev::task<> {
+        seen.push_back(coev::event_loop::current()->running_priority());
+        co_return;
+    };
+    coev::task_group outside;
+    outside.spawn(loop, child());  // from outside a task: the middle priority
+    auto parent = [&]() -> coev::task<> {
+        coev::task_group g;
+        g.spawn(child());
+        auto r = co_await g.join();
+        (void)r;
+    };
+    coev::spawn(loop, parent(), {.priority = 0});
+    loop.run();
+    REQUIRE(seen.size() == 2);
+    CHECK(seen[0] == 0);  // the urgent parent's child ran first, at the parent's priority
+    CHECK(seen[1] == 1);
 }

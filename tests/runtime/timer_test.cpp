@@ -11,6 +11,7 @@
 #include <numeric>
 #include <random>
 #include <thread>
+#include <variant>
 #include <vector>
 
 using namespace std::chrono_literals;
@@ -440,14 +441,12 @@ TEST_CASE("with_timeout and when_any take a notifier wait, a signal wait and a j
     const coev::loop_config virtual_time{.clock = coev::clock_mode::auto_advance};
     coev::notifier note;
     SUBCASE("a notifier wait times out, or ends in time") {
+        auto later = [&]() -> coev::task<> {
+            (void)co_await coev::sleep_for(1ms);
+            note.notify();
+        };
         auto waits = [&](bool notified) -> coev::task<coev::result<void>> {
-            if (notified) {
-                auto later = [&]() -> coev::task<> {
-                    (void)co_await coev::sleep_for(1ms);
-                    note.notify();
-                };
-                coev::spawn(*coev::event_loop::current(), later());
-            }
+            if (notified) coev::spawn(*coev::event_loop::current(), later());
             co_return co_await coev::with_timeout(1s, note.wait());
         };
         auto late = coev::run(waits(false), virtual_time);
@@ -481,6 +480,28 @@ TEST_CASE("with_timeout and when_any take a notifier wait, a signal wait and a j
         REQUIRE_FALSE(r);
         CHECK(r.error() == std::errc::timed_out);
         CHECK(child_cancelled);
+    }
+    SUBCASE("when_any and when_all nest in with_timeout and in each other") {
+        auto waits = []() -> coev::task<coev::result<std::size_t>> {
+            // when_any's result is not a result<>: the value comes back, and the winner's
+            // own result says it was cancelled.
+            auto slow = co_await coev::with_timeout(
+                1s, coev::when_any(coev::sleep_for(5s), coev::sleep_for(10s)));
+            if (!slow) co_return std::size_t(99);
+            auto won = std::visit([](auto& v) { return v; }, *slow);
+            CHECK(won.error() == std::errc::operation_canceled);
+            auto timed = co_await coev::with_timeout(
+                1s, coev::when_all(coev::sleep_for(5s), coev::with_timeout(1h, coev::sleep_for(2s))));
+            if (!timed) co_return std::size_t(98);
+            CHECK(std::get<0>(*timed).error() == std::errc::operation_canceled);
+            CHECK(std::get<1>(*timed).error() == std::errc::operation_canceled);
+            auto both = co_await coev::when_any(
+                coev::when_all(coev::sleep_for(1ms), coev::sleep_for(2ms)), coev::sleep_for(1h));
+            co_return both.index();
+        };
+        auto r = coev::run(waits(), virtual_time);
+        REQUIRE(r.has_value());
+        CHECK(*r == 0);  // when_all of the two short sleeps won
     }
     SUBCASE("when_any of a notifier wait and a sleep") {
         auto waits = [&]() -> coev::task<std::size_t> {

@@ -248,6 +248,10 @@ public:
         ready_[priority].push(n);
         if (priority < running_priority_) preempt_ = true;
     }
+    /// The priority of the tasks running now, or -1 between batches and outside run().
+    int running_priority() const noexcept {
+        return running_priority_ == ~0u ? -1 : int(running_priority_);
+    }
     /// The destructor has begun: nothing queued runs any more.
     bool dying() const noexcept { return dying_; }
     /// Queues a spawned task's start; may throw std::bad_alloc, and then queues nothing.

@@ -23,6 +23,9 @@ struct group_state {
     std::size_t running = 0;
     std::size_t refs = 1;  // the group plus one per running child
     ready_node* joiner = nullptr;
+    const std::stop_token* joiner_stop = nullptr;  // the joiner's token, while it waits
+    bool joiner_cancelled = false;  // its stop came before the last child ended
+    bool orphaned = false;          // the task_group object is gone
     event_loop* loop = nullptr;
     std::exception_ptr exception;
     std::error_code error;
@@ -64,7 +67,8 @@ task<void> group_child(task<result<void>> t, child_hold hold);
 
 }  // namespace detail
 
-/// Children inherit the group's stop token; join() also forwards the joining task's stop
+/// Children inherit the group's stop token and the spawning task's priority (the loop's
+/// middle one when spawned from outside a task); join() also forwards the joining task's stop
 /// token to them. A child that throws or returns an error cancels its siblings; join() then
 /// rethrows the first exception or returns the first error code. Destroying a group with
 /// running children cancels them; they finish on their own, and a task joining the group
@@ -91,7 +95,8 @@ public:
     std::stop_token get_token() const noexcept { return st_->source.get_token(); }
 
     /// Waits until no child is running. Cancel: the children are cancelled and still awaited;
-    /// the result is then operation_canceled, unless a child's error or exception came first.
+    /// the result is then operation_canceled (a stop that came before the last child ended),
+    /// unless a child's error or exception came first.
     /// One task joins at a time: another that joins meanwhile gets error::busy at once.
     class join_awaiter {
     public:
@@ -104,7 +109,12 @@ public:
         // it waits (its children are then cancelled, and the joiner resumes when they end).
         ~join_awaiter() {
             if (!holds_) return;
-            if (st_->joiner == &node_) st_->joiner = nullptr;  // its frame died while waiting
+            if (st_->joiner == &node_) {  // its frame died while waiting
+                st_->joiner = nullptr;
+                st_->joiner_stop = nullptr;
+            } else if (!resumed_ && st_->loop) {
+                st_->loop->unschedule(&node_);  // woken, and died before it ran
+            }
             link_.reset();
             st_->release();
         }
@@ -118,12 +128,13 @@ public:
             node_.handle = h;
             node_.priority = detail::priority_of(p);
             st_->joiner = &node_;
+            st_->joiner_cancelled = false;
             ++st_->refs;
             holds_ = true;
             const std::stop_token& tok = detail::stop_token_of(p);
             if (tok.stop_possible()) {
                 link_.emplace(tok, detail::forward_stop{&st_->source});
-                stop_ = &tok;
+                st_->joiner_stop = &tok;
             }
             return true;
         }
@@ -133,7 +144,7 @@ public:
         detail::group_state* st_;
         bool busy_ = false;
         bool holds_ = false;  // took a reference on *st_ when it suspended
-        const std::stop_token* stop_ = nullptr;  // the joiner's, while it waits
+        bool resumed_ = false;
         detail::ready_node node_;
         std::optional<std::stop_callback<detail::forward_stop>> link_;
     };

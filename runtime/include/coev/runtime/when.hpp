@@ -81,6 +81,8 @@ class when_base {
 public:
     explicit when_base(A... a) : awaitables_(std::move(a)...) {}
     when_base(const when_base&) = delete;
+    /// Only before it is awaited (so it can be nested in with_timeout, when_any & co).
+    when_base(when_base&& o) : awaitables_(std::move(o.awaitables_)) {}
     ~when_base() {
         for (auto& c : children_)
             if (c.h) c.h.destroy();
@@ -144,6 +146,8 @@ class [[nodiscard]] when_any : detail::when_base<A...> {
 
 public:
     explicit when_any(A... a) : base(std::move(a)...) {}
+    /// Only before it is awaited (so it can be nested in with_timeout, when_any & co).
+    when_any(when_any&& o) : base(std::move(o)) {}
     bool await_ready() noexcept { return false; }
     template <class P> bool await_suspend(std::coroutine_handle<P> h) {
         const std::stop_token& parent = detail::stop_token_of(detail::base_of(h));
