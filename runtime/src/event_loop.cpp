@@ -191,6 +191,9 @@ event_loop::event_loop(const loop_config& config)
 }
 
 event_loop::~event_loop() {
+    // A post(), stop() or cancel from another thread that the loop already saw may still be
+    // waking the backend: it holds this lock until it is done.
+    { std::lock_guard lock(post_mutex_); }
     scope s(this, false);  // awaiters that deregister while their frames die look us up
     // The list of the thread that created us (a loop may be destroyed elsewhere).
     for (const auto& list : threads_) {
@@ -297,8 +300,15 @@ bool event_loop::poll() {
 }
 
 void event_loop::stop() noexcept {
+    if (on_loop_thread()) {
+        stop_flag_.store(true, std::memory_order_relaxed);
+        return;
+    }
+    // Flag and wake-up under the lock the destructor takes: once the loop can see the flag it
+    // may return from run() and be destroyed, and the wake-up must not come after that.
+    std::lock_guard lock(post_mutex_);
     stop_flag_.store(true, std::memory_order_relaxed);
-    if (!on_loop_thread()) backend_->wake();
+    backend_->wake();
 }
 
 void event_loop::stop_after(duration d) {
@@ -431,10 +441,8 @@ void event_loop::run_ready() {
 }
 
 void event_loop::post(std::function<void()> fn) {
-    {
-        std::lock_guard lock(post_mutex_);
-        posted_.push_back(std::move(fn));
-    }
+    std::lock_guard lock(post_mutex_);  // to the end: see stop()
+    posted_.push_back(std::move(fn));
     if (!post_pending_.exchange(true, std::memory_order_acq_rel)) backend_->wake();
 }
 
@@ -464,10 +472,8 @@ void event_loop::request_cancel(detail::waiter* w) noexcept {
         return;
     }
     w->cancel_posted.store(true, std::memory_order_release);
-    {
-        std::lock_guard lock(post_mutex_);
-        remote_cancels_.push_back(w);
-    }
+    std::lock_guard lock(post_mutex_);  // to the end: see stop()
+    remote_cancels_.push_back(w);
     if (!post_pending_.exchange(true, std::memory_order_acq_rel)) backend_->wake();
 }
 

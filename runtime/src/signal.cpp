@@ -65,17 +65,30 @@ void acquire_disposition(int signo) {
     }
 }
 
-void release_disposition(int signo) noexcept {
+// One holder on thread `tid` lets go. Returns whether another loop on that thread still holds
+// the signal (the thread must then keep it blocked, or that loop's signalfd misses it).
+bool release_disposition(int signo, int tid) noexcept {
     std::lock_guard lock(registry_mutex);
     disposition& d = registry[signo];
-    // Forward to a thread that still blocks the signal: this one is about to unblock it.
-    const int tid = int(::syscall(SYS_gettid));
     if (auto at = std::find(d.threads.rbegin(), d.threads.rend(), tid); at != d.threads.rend())
         d.threads.erase(std::next(at).base());
-    forward_to[signo].store(d.threads.empty() ? 0 : d.threads.back(), std::memory_order_relaxed);
-    if (--d.holders > 0) return;
+    const bool still_here = std::find(d.threads.begin(), d.threads.end(), tid) != d.threads.end();
+    // Forward to a thread that still blocks the signal, preferring one that is not about to
+    // unblock it.
+    int to = 0;
+    for (auto it = d.threads.rbegin(); it != d.threads.rend() && to == 0; ++it)
+        if (*it != tid || still_here) to = *it;
+    forward_to[signo].store(to, std::memory_order_relaxed);
+    if (--d.holders > 0) return still_here;
     forward_to[signo].store(0, std::memory_order_relaxed);
     ::sigaction(signo, &d.previous, nullptr);
+    return false;
+}
+
+// A delivery taken by a loop that no longer holds the signal: to a loop that still does.
+void resend(int signo) noexcept {
+    const int tid = forward_to[signo].load(std::memory_order_relaxed);
+    if (tid > 0) ::syscall(SYS_tgkill, ::getpid(), tid, signo);
 }
 
 // Our loop moved from thread `from` to `to`: deliveries go to `to` from now on.
@@ -161,8 +174,8 @@ void signal_hub::add(signal_set& s) {
     } catch (...) {
         for (int signo : counted) --counts_[std::size_t(signo)];
         for (int signo : blocked) {
-            release_disposition(signo);  // a delivery pending now goes to the old handler
-            set_blocked(signo, SIG_UNBLOCK);
+            // A delivery pending now goes to the old handler.
+            if (!release_disposition(signo, current_tid())) set_blocked(signo, SIG_UNBLOCK);
         }
         throw;
     }
@@ -177,29 +190,32 @@ void signal_hub::remove(signal_set& s) noexcept {
             break;
         }
     }
-    // Deliveries already queued still belong to the remaining sets; read them first, so none
-    // reaches the restored disposition once the signal is unblocked.
-    on_readable();
-    sigset_t released;
+    sigset_t released, unblock;
     sigemptyset(&released);
+    sigemptyset(&unblock);
     bool any = false;
+    const int tid = tid_ != 0 ? tid_ : current_tid();
     for (int signo : s.signals_) {
         if (--counts_[std::size_t(signo)] > 0) continue;
         sigaddset(&released, signo);
         any = true;
+        // Forwarding leaves this loop first, so what arrives from now on goes to a loop that
+        // still holds the signal; the thread stays blocked while another loop on it holds it.
+        if (!release_disposition(signo, tid)) sigaddset(&unblock, signo);
     }
+    // Deliveries already queued go to the remaining sets, or (a signal this loop no longer
+    // holds) on to another loop that does, so none reaches the restored disposition.
+    on_readable();
     if (!any) return;
     try {
         update_fd();
     } catch (...) {
     }
-    // A signal still pending for this thread would hit the old disposition: consume it.
+    // A signal still pending for this thread would hit the old disposition (or nobody, once it
+    // is unblocked): take it, and hand it on if a loop elsewhere still holds it.
     timespec zero{};
-    while (::sigtimedwait(&released, nullptr, &zero) > 0) {
-    }
-    pthread_sigmask(SIG_UNBLOCK, &released, nullptr);
-    for (int signo = 1; signo <= max_signal; ++signo)
-        if (sigismember(&released, signo)) release_disposition(signo);
+    for (int signo; (signo = ::sigtimedwait(&unblock, nullptr, &zero)) > 0;) resend(signo);
+    pthread_sigmask(SIG_UNBLOCK, &unblock, nullptr);
 }
 
 void signal_hub::on_readable() noexcept {
@@ -214,10 +230,12 @@ void signal_hub::on_readable() noexcept {
 }
 
 void signal_hub::deliver(int signo) noexcept {
+    bool taken = false;
     for (signal_set* s = sets_; s; s = s->next_) {
         bool held = false;
         for (int x : s->signals_) held = held || x == signo;
         if (!held) continue;
+        taken = true;
         if (!s->waiters_) {
             s->pending_ |= std::uint64_t{1} << (signo - 1);
             continue;
@@ -232,6 +250,8 @@ void signal_hub::deliver(int signo) noexcept {
             loop_.complete(w);
         }
     }
+    // Only while a set that held it is leaving (remove()): another loop may still hold it.
+    if (!taken) resend(signo);
 }
 
 void signal_hub::dump(std::ostream& out) const {
@@ -248,12 +268,21 @@ void signal_hub::dump(std::ostream& out) const {
 void signal_hub::reinit() {
     if (fd_ >= 0) ::close(fd_);
     fd_ = -1;
-    // The child is single-threaded now: this thread receives its signals.
-    for (int s = 1; s <= max_signal && s < int(counts_.size()); ++s)
-        if (counts_[std::size_t(s)] > 0)
-            forward_to[s].store(int(::syscall(SYS_gettid)), std::memory_order_relaxed);
+    // The child is single-threaded now: this thread receives its signals, and must block them
+    // (the parent's loop may have blocked them on another thread, which the child lacks).
+    const int tid = current_tid();
+    sigset_t held;
+    sigemptyset(&held);
+    for (int s = 1; s <= max_signal && s < int(counts_.size()); ++s) {
+        if (counts_[std::size_t(s)] == 0) continue;
+        sigaddset(&held, s);
+        std::lock_guard lock(registry_mutex);
+        for (int& t : registry[s].threads) t = tid;  // every holder is on this thread now
+        forward_to[s].store(tid, std::memory_order_relaxed);
+    }
+    pthread_sigmask(SIG_BLOCK, &held, nullptr);
     if (tid_ != 0) {
-        tid_ = current_tid();
+        tid_ = tid;
         serial_ = thread_serial();
     }
     update_fd();

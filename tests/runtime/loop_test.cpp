@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
+#include <memory>
 #include <string>
 #include <sys/wait.h>
 #include <thread>
@@ -915,4 +916,40 @@ TEST_CASE("stop_after() returns once the tasks due with it ran, at every priorit
     CHECK(loop.got_exit());
     CHECK(high);
     CHECK(low);
+}
+
+// Regression: stop() and post() from another thread set their flag first and woke the backend
+// after; the loop could see the flag, return from run() and be destroyed in between (ASan:
+// heap-use-after-free in wake()).
+TEST_CASE("a loop destroyed as soon as another thread's stop() or post() ended its run") {
+    for (const bool by_post : {false, true}) {
+        CAPTURE(by_post);
+        for (int i = 0; i < 300; ++i) {
+            auto loop = std::make_unique<coev::event_loop>();
+            std::atomic<bool> go{false};
+            bool done = false;
+            auto spinner = [&]() -> coev::task<> {
+                go = true;
+                while (!done) (void)co_await coev::sleep_for(0ms);
+            };
+            coev::spawn(*loop, spinner());
+            coev::event_loop* l = loop.get();
+            std::thread other([&go, &done, l, by_post] {
+                while (!go.load()) std::this_thread::yield();
+                if (by_post) {
+                    l->post([&done, l] {
+                        done = true;
+                        l->stop();
+                    });
+                } else {
+                    l->stop();
+                }
+            });
+            loop->stop_after(10s);
+            loop->run(coev::run_mode::until_stopped);
+            done = true;
+            loop.reset();  // the other thread may still be inside stop() or post()
+            other.join();
+        }
+    }
 }

@@ -9,6 +9,7 @@
 #include <memory>
 #include <latch>
 #include <pthread.h>
+#include <sys/wait.h>
 #include <thread>
 
 using namespace std::chrono_literals;
@@ -335,5 +336,103 @@ TEST_CASE("a signal_set made on one thread receives while its loop runs on anoth
     CHECK_FALSE(wd_fired);
     REQUIRE(got.has_value());
     CHECK(*got == SIGUSR1);
+    set.reset();
+}
+
+// Regression: when one loop's set let go of a signal, the thread unblocked it although another
+// loop on the same thread still held it; the forwarder then sent it back to this same thread,
+// where nobody read it.
+TEST_CASE("two loops on one thread: one letting go of a signal leaves the other receiving it") {
+    coev::event_loop a, b;
+    coev::signal_set keep(a, {SIGUSR1});
+    { coev::signal_set gone(b, {SIGUSR1}); }
+    coev::result<int> got = coev::error::closed;
+    auto waiter = [&]() -> coev::task<> { got = co_await keep.wait(); };
+    auto raiser = []() -> coev::task<> {
+        ::raise(SIGUSR1);
+        co_return;
+    };
+    coev::spawn(a, waiter());
+    coev::spawn(a, raiser());
+    watchdog wd(a);
+    a.run();
+    CHECK_FALSE(wd.fired());
+    REQUIRE(got.has_value());
+    CHECK(*got == SIGUSR1);
+}
+
+// Regression: a delivery already forwarded to a loop that then let go of the signal was thrown
+// away, although another loop still held it.
+TEST_CASE("a signal forwarded to a loop that lets go of it reaches a loop that still holds it") {
+    std::latch first_waiting(1), second_holding(1), sent(1);
+    coev::result<int> got = coev::error::closed;
+    bool wd_fired = false;
+    std::thread first([&] {
+        coev::event_loop loop;
+        coev::signal_set set(loop, {SIGUSR1});
+        auto w = [&]() -> coev::task<> {
+            first_waiting.count_down();
+            got = co_await set.wait();
+        };
+        coev::spawn(loop, w());
+        watchdog wd(loop);
+        loop.run();
+        wd_fired = wd.fired();
+    });
+    first_waiting.wait();
+    std::thread second([&] {
+        coev::event_loop loop;
+        {
+            coev::signal_set set(loop, {SIGUSR1});  // the latest holder: forwarding goes here
+            second_holding.count_down();
+            sent.wait();
+            std::this_thread::sleep_for(50ms);  // the forwarded signal is pending here now
+        }
+    });
+    second_holding.wait();
+    ::kill(::getpid(), SIGUSR1);  // this thread does not block it: the forwarder sends it on
+    sent.count_down();
+    second.join();
+    first.join();
+    CHECK_FALSE(wd_fired);
+    REQUIRE(got.has_value());
+    CHECK(*got == SIGUSR1);
+}
+
+// Regression: after fork() from a thread other than the one that blocked the set's signals,
+// reinit_after_fork() pointed forwarding at the child's thread without blocking them there.
+TEST_CASE("a forked child receives the signals of a set made on another thread") {
+    coev::event_loop loop;
+    std::unique_ptr<coev::signal_set> set;
+    std::thread maker([&] {
+        auto t = [&]() -> coev::task<> {
+            set = std::make_unique<coev::signal_set>(std::initializer_list<int>{SIGUSR1});
+            co_return;
+        };
+        coev::spawn(loop, t());
+        loop.run();
+    });
+    maker.join();
+    const pid_t pid = ::fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        ::alarm(10);
+        loop.reinit_after_fork();
+        coev::result<int> got = coev::error::closed;
+        auto w = [&]() -> coev::task<> { got = co_await set->wait(); };
+        auto k = []() -> coev::task<> {
+            ::kill(::getpid(), SIGUSR1);
+            co_return;
+        };
+        coev::spawn(loop, w());
+        coev::spawn(loop, k());
+        loop.stop_after(5s);
+        loop.run();
+        ::_exit(got.has_value() && *got == SIGUSR1 ? 0 : 1);
+    }
+    int status = 0;
+    REQUIRE(::waitpid(pid, &status, 0) == pid);
+    CHECK(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 0);
     set.reset();
 }
