@@ -85,10 +85,11 @@ bool release_disposition(int signo, int tid) noexcept {
     return false;
 }
 
-// A delivery taken by a loop that no longer holds the signal: to a loop that still does.
-void resend(int signo) noexcept {
+// A delivery taken by a loop that no longer holds the signal: to a loop that still does (never
+// back to the thread taking it, which would take it again).
+void resend(int signo, int self) noexcept {
     const int tid = forward_to[signo].load(std::memory_order_relaxed);
-    if (tid > 0) ::syscall(SYS_tgkill, ::getpid(), tid, signo);
+    if (tid > 0 && tid != self) ::syscall(SYS_tgkill, ::getpid(), tid, signo);
 }
 
 // Our loop moved from thread `from` to `to`: deliveries go to `to` from now on.
@@ -203,18 +204,22 @@ void signal_hub::remove(signal_set& s) noexcept {
         // still holds the signal; the thread stays blocked while another loop on it holds it.
         if (!release_disposition(signo, tid)) sigaddset(&unblock, signo);
     }
-    // Deliveries already queued go to the remaining sets, or (a signal this loop no longer
-    // holds) on to another loop that does, so none reaches the restored disposition.
+    // Our signalfd stops taking what we let go of first: such a signal still pending is for
+    // another loop on this thread (which reads it), or is taken below and handed on.
+    if (any) {
+        try {
+            update_fd();
+        } catch (...) {
+        }
+    }
+    // Deliveries already queued for what we still hold go to the remaining sets.
     on_readable();
     if (!any) return;
-    try {
-        update_fd();
-    } catch (...) {
-    }
     // A signal still pending for this thread would hit the old disposition (or nobody, once it
     // is unblocked): take it, and hand it on if a loop elsewhere still holds it.
     timespec zero{};
-    for (int signo; (signo = ::sigtimedwait(&unblock, nullptr, &zero)) > 0;) resend(signo);
+    const int self = current_tid();
+    for (int signo; (signo = ::sigtimedwait(&unblock, nullptr, &zero)) > 0;) resend(signo, self);
     pthread_sigmask(SIG_UNBLOCK, &unblock, nullptr);
 }
 
@@ -230,12 +235,10 @@ void signal_hub::on_readable() noexcept {
 }
 
 void signal_hub::deliver(int signo) noexcept {
-    bool taken = false;
     for (signal_set* s = sets_; s; s = s->next_) {
         bool held = false;
         for (int x : s->signals_) held = held || x == signo;
         if (!held) continue;
-        taken = true;
         if (!s->waiters_) {
             s->pending_ |= std::uint64_t{1} << (signo - 1);
             continue;
@@ -250,8 +253,6 @@ void signal_hub::deliver(int signo) noexcept {
             loop_.complete(w);
         }
     }
-    // Only while a set that held it is leaving (remove()): another loop may still hold it.
-    if (!taken) resend(signo);
 }
 
 void signal_hub::dump(std::ostream& out) const {
