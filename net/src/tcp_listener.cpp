@@ -60,8 +60,15 @@ bool out_of_resources(int e) noexcept {
 
 listener_base::listener_base() noexcept = default;
 listener_base::listener_base(listener_base&&) noexcept = default;
-listener_base& listener_base::operator=(listener_base&&) noexcept = default;
-listener_base::~listener_base() = default;
+listener_base& listener_base::operator=(listener_base&& o) noexcept {
+    if (this != &o) {
+        close();  // an accept() still running on the old socket ends with error::closed
+        st_ = std::move(o.st_);
+    }
+    return *this;
+}
+// A task waiting in accept() holds the state too: it resumes with error::closed.
+listener_base::~listener_base() { close(); }
 
 result<net::socket> listener_base::open_listening(const endpoint& ep, const listen_options& o) {
     auto s = net::socket::open(ep.family(), SOCK_STREAM);
@@ -81,7 +88,7 @@ result<net::socket> listener_base::open_listening(const endpoint& ep, const list
 }
 
 void listener_base::adopt(net::socket s) {
-    st_ = std::make_unique<listener_state>();
+    st_ = std::make_shared<listener_state>();
     st_->sock = std::move(s);
     st_->open_reserve();
 }
@@ -121,7 +128,8 @@ result<endpoint> listener_base::local_endpoint() const noexcept {
 
 task<result<unique_fd>> listener_base::accept_fd(endpoint* peer) {
     coev::detail::promise_base& self = co_await coev::detail::this_promise_t{};
-    listener_state* st = st_.get();
+    const std::shared_ptr<listener_state> keep = st_;  // the listener may go while we wait
+    listener_state* st = keep.get();
     if (!st) co_return error::closed;
     for (;;) {
         if (!st->sock.is_open()) co_return error::closed;

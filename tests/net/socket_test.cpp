@@ -284,6 +284,33 @@ TEST_CASE("closing a listener ends a waiting accept with error::closed") {
     CHECK(got == coev::error::closed);
 }
 
+// Regression: the accept loop kept a raw pointer to the listener's state, which the
+// listener's destruction freed under it (ASan: heap-use-after-free), enabled or disabled.
+TEST_CASE("destroying a listener ends a waiting accept with error::closed") {
+    for (const bool disabled : {false, true}) {
+        CAPTURE(disabled);
+        coev::event_loop loop;
+        auto l = std::make_unique<coev::net::tcp_listener>(listen_loopback());
+        if (disabled) l->disable();
+        std::error_code got;
+        auto server = [&]() -> coev::task<> {
+            auto c = co_await l->accept();
+            REQUIRE_FALSE(c);
+            got = c.error();
+        };
+        auto destroyer = [&]() -> coev::task<> {
+            (void)co_await coev::sleep_for(1ms);
+            l.reset();
+        };
+        coev::spawn(loop, server());
+        coev::spawn(loop, destroyer());
+        coev_test::watchdog wd(loop);
+        loop.run();
+        CHECK_FALSE(wd.fired());
+        CHECK(got == coev::error::closed);
+    }
+}
+
 TEST_CASE("a listener binds IPv6 loopback and streams meet there") {
     coev::event_loop loop;
     watchdog dog(loop);

@@ -52,7 +52,8 @@ protected:
     task<result<unique_fd>> accept_fd(endpoint* peer);
 
 private:
-    std::unique_ptr<listener_state> st_;
+    // Shared with a running accept(), which may outlive the listener (it then ends closed).
+    std::shared_ptr<listener_state> st_;
 };
 }  // namespace detail
 
@@ -63,7 +64,8 @@ template <class Stream> struct accepted {
 };
 
 /// A listening socket for `Stream` connections (tcp_stream or unix_stream). Not thread-safe;
-/// one accept() at a time. It may be moved only while no accept() waits.
+/// one accept() at a time. Destroying it (or assigning over it) ends a waiting accept() with
+/// error::closed, as close() does.
 template <class Stream> class listener : public detail::listener_base {
 public:
     listener() noexcept = default;

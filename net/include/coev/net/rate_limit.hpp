@@ -17,7 +17,8 @@
 namespace coev::net {
 
 /// Rates in bytes per second (0: unlimited); a burst is the most a bucket holds, so the most one
-/// read or write may take at once (0: a tenth of a second's worth).
+/// read or write may take at once (0: a tenth of a second's worth; never less than 4 ms' worth,
+/// which the loop's timer wake-ups need to keep up with the rate).
 struct rate_limit_config {
     std::size_t read_rate = 0;
     std::size_t read_burst = 0;
