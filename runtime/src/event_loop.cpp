@@ -774,18 +774,15 @@ void init_root(event_loop& loop, std::coroutine_handle<> h, promise_base& p, boo
 void start_root(event_loop& loop, std::coroutine_handle<> h, promise_base& p, bool detached,
                 std::stop_token token, int priority, coev::source_location where) {
     const std::uint8_t prio = loop.clamp_priority(priority);
-    if (loop.dying()) [[unlikely]] {
-        init_root(loop, h, p, detached, std::move(token), prio);  // ~event_loop destroys it
-        return;
-    }
-    if (detached && !debug_mode()) {
+    if (detached && !debug_mode() && !loop.dying()) {
         // Nothing touches the frame until the loop starts the task (see pending_start).
         loop.queue_start(p, h, std::move(token), prio);
         return;
     }
     init_root(loop, h, p, detached, std::move(token), prio);
     if (debug_mode()) p.root.where = where;
-    loop.schedule(&p.root.start, prio);
+    // A loop being destroyed runs nothing more: the root teardown destroys this one.
+    if (!loop.dying()) loop.schedule(&p.root.start, prio);
 }
 
 std::coroutine_handle<> finish_root(std::coroutine_handle<> h, promise_base& p) noexcept {
