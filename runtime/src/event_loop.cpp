@@ -207,16 +207,23 @@ event_loop::~event_loop() {
     // frame) makes a root that is never scheduled, and the loop below destroys it.
     dying_ = true;
     for (auto& q : ready_) {
-        while (q.first_start < q.starts.size()) q.pop_start().handle.destroy();
+        while (!q.starts.empty()) {
+            detail::pending_start s = q.pop_start();
+            // Suspended at its start, as far as its author can tell.
+            if (debug_mode()) report_misuse("task still suspended when its loop was destroyed",
+                                            root_site(s.promise));
+            drop_root_site(s.promise);
+            if (s.detached) s.handle.destroy();  // run()'s task belongs to run()
+        }
         q.reset();
     }
     while (roots_) {
-        detail::root_info* r = roots_;
-        remove_root(r);
+        detail::promise_base* p = roots_;
         if (debug_mode()) report_misuse("task still suspended when its loop was destroyed",
-                                        r->where);
-        r->loop = nullptr;
-        if (r->detached) r->start.handle.destroy();  // run()'s task belongs to run()
+                                        root_site(p));
+        remove_root(p);
+        p->root.loop = nullptr;
+        if (p->detached) p->root.handle.destroy();  // run()'s task belongs to run()
     }
     timers_.cancel(exit_timer_);
     signals_.reset();
@@ -416,10 +423,9 @@ void event_loop::run_ready() {
         while (budget-- > 0 && !q.empty()) {
             if (q.start_next()) {
                 // The array shows frames further ahead than the list's one-step look does.
-                if (std::size_t ahead = q.first_start + start_lookahead; ahead < q.starts.size())
-                    prefetch_start(q.starts[ahead].handle.address());
+                if (void* ahead = q.start_ahead(start_lookahead)) prefetch_start(ahead);
                 detail::pending_start s = q.pop_start();
-                detail::init_root(*this, s.handle, *s.promise, true, std::move(s.token),
+                detail::init_root(*this, s.handle, *s.promise, s.detached, std::move(s.token),
                                   std::uint8_t(p));
                 ++counters_.resumed;
                 fast_ops_ = 0;
@@ -642,18 +648,33 @@ void event_loop::forget_fd(int fd) noexcept {
 
 // ---- roots ----
 
-void event_loop::add_root(detail::root_info* r) noexcept {
-    r->prev = nullptr;
-    r->next = roots_;
-    if (roots_) roots_->prev = r;
-    roots_ = r;
+void event_loop::add_root(detail::promise_base* p) noexcept {
+    p->root.prev = nullptr;
+    p->root.next = roots_;
+    if (roots_) roots_->root.prev = p;
+    roots_ = p;
 }
 
-void event_loop::remove_root(detail::root_info* r) noexcept {
-    if (r->prev) r->prev->next = r->next;
-    else roots_ = r->next;
-    if (r->next) r->next->prev = r->prev;
-    r->prev = r->next = nullptr;
+void event_loop::remove_root(detail::promise_base* p) noexcept {
+    detail::root_info& r = p->root;
+    if (r.prev) r.prev->root.next = r.next;
+    else roots_ = r.next;
+    if (r.next) r.next->root.prev = r.prev;
+    r.prev = r.next = nullptr;
+    drop_root_site(p);
+}
+
+void event_loop::note_root_site(const detail::promise_base* p, coev::source_location where) {
+    root_sites_[p] = where;
+}
+
+void event_loop::drop_root_site(const detail::promise_base* p) noexcept {
+    if (!root_sites_.empty()) root_sites_.erase(p);
+}
+
+coev::source_location event_loop::root_site(const detail::promise_base* p) const noexcept {
+    auto it = root_sites_.find(p);
+    return it == root_sites_.end() ? coev::source_location() : it->second;
 }
 
 void event_loop::unhandled(std::exception_ptr e) noexcept {
@@ -759,38 +780,40 @@ void init_root(event_loop& loop, std::coroutine_handle<> h, promise_base& p, boo
                std::stop_token token, std::uint8_t prio) noexcept {
     root_info* r = &p.root;
     r->loop = &loop;
-    r->detached = detached;
+    p.detached = detached;
     // Construct over the fresh promise's empty token rather than assign to it: assignment
     // reads the old state first, a cache miss per start when many frames are cold. Ending an
     // empty stop_token's life without its destructor has no effect ([basic.life]).
     std::construct_at(&r->token, std::move(token));
     p.stop = &r->token;
     p.priority = prio;
-    r->start.handle = h;
-    r->start.priority = prio;
-    loop.add_root(r);
+    r->handle = h;
+    loop.add_root(&p);
 }
 
 void start_root(event_loop& loop, std::coroutine_handle<> h, promise_base& p, bool detached,
                 std::stop_token token, int priority, coev::source_location where) {
     const std::uint8_t prio = loop.clamp_priority(priority);
-    if (detached && !debug_mode() && !loop.dying()) {
-        // Nothing touches the frame until the loop starts the task (see pending_start).
-        loop.queue_start(p, h, std::move(token), prio);
+    if (debug_mode()) loop.note_root_site(&p, where);  // may throw bad_alloc: nothing queued yet
+    if (loop.dying()) {
+        // A loop being destroyed runs nothing more: its root teardown destroys this one.
+        init_root(loop, h, p, detached, std::move(token), prio);
         return;
     }
-    init_root(loop, h, p, detached, std::move(token), prio);
-    if (debug_mode()) p.root.where = where;
-    // A loop being destroyed runs nothing more: the root teardown destroys this one.
-    if (!loop.dying()) loop.schedule(&p.root.start, prio);
+    // Nothing else touches the frame until the loop starts the task (see pending_start).
+    try {
+        loop.queue_start(p, h, std::move(token), prio, detached);
+    } catch (...) {
+        loop.drop_root_site(&p);
+        throw;
+    }
 }
 
 std::coroutine_handle<> finish_root(std::coroutine_handle<> h, promise_base& p) noexcept {
-    root_info* r = &p.root;
-    event_loop* loop = r->loop;
-    loop->remove_root(r);
-    r->loop = nullptr;
-    if (r->detached) {
+    event_loop* loop = p.root.loop;
+    loop->remove_root(&p);
+    p.root.loop = nullptr;
+    if (p.detached) {
         std::exception_ptr e = std::move(p.error);
         h.destroy();
         if (e) loop->unhandled(std::move(e));

@@ -49,8 +49,8 @@ bool sleep_awaiter::arm(std::coroutine_handle<> h, detail::promise_base* p) noex
     w_.fire = &fire_sleep;
     w_.cancel = &cancel_sleep;
     w_.loop = loop;
-    if (w_.relative) loop->timers().add_after(w_, loop->now(), duration(when_));
-    else loop->timers().add_at(w_, time_point(duration(when_)));
+    if (w_.relative()) loop->timers().add_after(w_, loop->now(), w_.deadline.time_since_epoch());
+    else loop->timers().add_at(w_, w_.deadline);
     if (tok.stop_possible()) stop_.arm(tok, w_);
     return true;
 }

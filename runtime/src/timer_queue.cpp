@@ -1,6 +1,7 @@
 // runtime/src/timer_queue.cpp
 #include <coev/runtime/detail/timer_queue.hpp>
 
+#include <cstddef>
 #include <limits>
 
 namespace coev::detail {
@@ -8,6 +9,15 @@ namespace coev::detail {
 namespace {
 // Durations that keep a FIFO list; more distinct durations than this go to the heap.
 constexpr std::size_t max_fifos = 8;
+
+timer_fifo* fifo_of_end(timer_node* end) noexcept {
+    return reinterpret_cast<timer_fifo*>(reinterpret_cast<char*>(end) -
+                                         offsetof(timer_fifo, end));
+}
+timer_fifo* fifo_of_proxy(timer_node* proxy) noexcept {
+    return reinterpret_cast<timer_fifo*>(reinterpret_cast<char*>(proxy) -
+                                         offsetof(timer_fifo, proxy));
+}
 }  // namespace
 
 timer_queue::timer_queue() { heap_.reserve(64); }
@@ -84,7 +94,7 @@ timer_fifo* timer_queue::fifo_for(duration d) {
         return fifos_.back().get();
     }
     for (auto& f : fifos_) {
-        if (!f->head) {  // reuse an idle list
+        if (f->empty()) {  // reuse an idle list
             f->period = d;
             return f.get();
         }
@@ -110,46 +120,42 @@ void timer_queue::add_after(timer_node& n, time_point now, duration d) {
     if (n.armed()) cancel(n);
     n.deadline = later(now, d);
     n.seq = next_seq_++;
-    n.fifo = f;
-    n.next = nullptr;
-    n.prev = f->tail;
-    if (f->tail) {
-        f->tail->next = &n;
-    } else {
-        f->head = &n;
+    n.heap_index = timer_node::in_fifo;
+    timer_node* tail = f->end.prev;
+    n.next = &f->end;
+    n.prev = tail;
+    tail->next = &n;
+    f->end.prev = &n;
+    if (tail == &f->end) {  // the list was empty: its proxy enters the heap
         f->proxy.deadline = n.deadline;
         f->proxy.seq = n.seq;
         f->proxy.fire = nullptr;  // marks a proxy
-        f->proxy.fifo = f;
         heap_push(f->proxy);
     }
-    f->tail = &n;
     ++count_;
 }
 
 void timer_queue::fifo_unlink(timer_node& n) noexcept {
-    timer_fifo* f = n.fifo;
-    bool was_head = f->head == &n;
-    if (n.prev) n.prev->next = n.next;
-    else f->head = n.next;
-    if (n.next) n.next->prev = n.prev;
-    else f->tail = n.prev;
+    timer_node* prev = n.prev;
+    prev->next = n.next;
+    n.next->prev = prev;
     n.prev = n.next = nullptr;
-    n.fifo = nullptr;
-    if (!was_head) return;
-    if (!f->head) {
+    n.heap_index = timer_node::npos;
+    if (prev->heap_index != timer_node::sentinel) return;  // not the head
+    timer_fifo* f = fifo_of_end(prev);
+    if (f->empty()) {
         heap_erase(f->proxy.heap_index);
         return;
     }
-    f->proxy.deadline = f->head->deadline;
-    f->proxy.seq = f->head->seq;
+    f->proxy.deadline = f->head()->deadline;
+    f->proxy.seq = f->head()->seq;
     std::uint32_t i = f->proxy.heap_index;
     heap_[i].key = key_of(f->proxy.deadline);
     sift_down(i);  // the new head is never earlier than the old one
 }
 
 void timer_queue::cancel(timer_node& n) noexcept {
-    if (n.fifo) {
+    if (n.heap_index == timer_node::in_fifo) {
         fifo_unlink(n);
     } else if (n.heap_index != timer_node::npos) {
         heap_erase(n.heap_index);
@@ -164,7 +170,7 @@ std::size_t timer_queue::expire(time_point now) {
     std::size_t fired = 0;
     while (!heap_.empty() && heap_.front().key <= limit) {
         timer_node* n = heap_.front().node;
-        if (is_proxy(n)) n = n->fifo->head;  // a proxy's fifo field points back at its list
+        if (is_proxy(n)) n = fifo_of_proxy(n)->head();
         cancel(*n);
         ++fired;
         n->fire(n);

@@ -3,6 +3,7 @@
 // the timers, the run queue, signal delivery and the queue of work posted from other threads.
 #pragma once
 
+#include <coev/runtime/detail/error_slot.hpp>
 #include <coev/runtime/detail/ready_queue.hpp>
 #include <coev/runtime/detail/timer_queue.hpp>
 #include <coev/runtime/source_location.hpp>
@@ -24,6 +25,7 @@
 #include <string_view>
 #include <system_error>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 namespace coev {
@@ -96,38 +98,23 @@ class signal_hub;
 struct loop_list;
 struct io_wait;
 
-/// A std::error_code that costs nothing to clear or test: success is a null category, so the
-/// hot path never calls std::system_category().
-class error_slot {
-public:
-    error_slot& operator=(std::error_code e) noexcept {
-        value_ = e.value();
-        cat_ = e ? &e.category() : nullptr;
-        return *this;
-    }
-    void clear() noexcept { cat_ = nullptr; }
-    explicit operator bool() const noexcept { return cat_ != nullptr; }
-    std::error_code code() const noexcept {
-        return cat_ ? std::error_code(value_, *cat_) : std::error_code();
-    }
-
-private:
-    int value_ = 0;
-    const std::error_category* cat_ = nullptr;
-};
-
 /// The part of every wait the loop can cancel: an armed wait completes exactly once, with
 /// success, an error, `timed_out` or `operation_canceled`, and is then queued to run.
+/// 56 bytes: the small fields share the error slot's padding.
 struct waiter {
     using cancel_fn = void (*)(waiter*, std::error_code) noexcept;
     ready_node node;
     cancel_fn cancel = nullptr;            // deregisters and completes with the code given
     event_loop* loop = nullptr;            // the loop it waits on (see each kind for when set)
-    error_slot ec;
+    coev::source_location where;
+    [[no_unique_address]] error_slot ec;
     std::atomic<bool> cancel_posted{false};  // a stop request from another thread is queued
     bool stop_armed = false;                 // its stop_link holds a callback
-    coev::source_location where;
+    std::uint8_t aux = 0;                    // free for the kind of wait to use
 };
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__aarch64__))
+static_assert(sizeof(waiter) == 56, "waiter grew: every sleeping frame carries one");
+#endif
 
 /// Cached per-fd state: who waits, and readiness last reported (the readiness cache).
 struct fd_state {
@@ -256,8 +243,8 @@ public:
     bool dying() const noexcept { return dying_; }
     /// Queues a spawned task's start; may throw std::bad_alloc, and then queues nothing.
     void queue_start(detail::promise_base& p, std::coroutine_handle<> h, std::stop_token token,
-                     std::uint8_t priority) {
-        ready_[priority].push_start(&p, h, std::move(token));
+                     std::uint8_t priority, bool detached) {
+        ready_[priority].push_start(&p, h, std::move(token), detached);
         if (priority < running_priority_) preempt_ = true;
     }
     /// Queues a waiter to resume with its current `ec`.
@@ -311,8 +298,12 @@ public:
     void request_cancel(detail::waiter* w) noexcept;
     /// Removes a queued cross-thread cancel for `w` (its awaiter is going away).
     void retract_cancel(detail::waiter* w) noexcept;
-    void add_root(detail::root_info* r) noexcept;
-    void remove_root(detail::root_info* r) noexcept;
+    void add_root(detail::promise_base* p) noexcept;
+    void remove_root(detail::promise_base* p) noexcept;
+    /// Debug mode: where a root was spawned (for reports about it).
+    void note_root_site(const detail::promise_base* p, coev::source_location where);
+    coev::source_location root_site(const detail::promise_base* p) const noexcept;
+    void drop_root_site(const detail::promise_base* p) noexcept;
     void unhandled(std::exception_ptr e) noexcept;
     detail::signal_hub& signals();
     std::error_code watch_signal_fd(int fd) noexcept;
@@ -351,7 +342,9 @@ private:
     std::vector<detail::fd_state> fds_;
     std::vector<detail::io_wait*> orphans_;  // see for_each_orphan()
     std::unique_ptr<detail::signal_hub> signals_;
-    detail::root_info* roots_ = nullptr;
+    detail::promise_base* roots_ = nullptr;
+    // Debug mode only: where each root was spawned (a frame has no room to spare for it).
+    std::unordered_map<const detail::promise_base*, coev::source_location> root_sites_;
     std::function<void(std::exception_ptr)> on_exception_;
     struct exit_node : detail::timer_node {
         event_loop* loop = nullptr;
@@ -425,7 +418,7 @@ T run(task<T> t, const loop_config& config = {}) {
     detail::start_root(loop, h, h.promise(), false, {}, -1, coev::source_location::current());
     loop.run();
     if (!h.done()) {
-        loop.remove_root(&h.promise().root);
+        if (h.promise().root.loop) loop.remove_root(&h.promise());
         throw std::logic_error("coev::run: the task is suspended on something nothing will wake");
     }
     return h.promise().take();

@@ -2,6 +2,8 @@
 // A value or a std::error_code: what every operation that can fail for ordinary reasons returns.
 #pragma once
 
+#include <coev/runtime/detail/error_slot.hpp>
+
 #include <cassert>
 #include <new>
 #include <system_error>
@@ -33,7 +35,8 @@ struct std::is_error_code_enum<coev::error> : std::true_type {};
 namespace coev {
 
 /// A value of type T or an error code, with std::expected's names.
-/// `.value()` on an error throws std::system_error.
+/// `.value()` on an error throws std::system_error. The code is kept in 8 bytes (its
+/// category as an index): results live in coroutine frames, and frames are what costs.
 template <class T>
 class [[nodiscard]] result {
 public:
@@ -49,18 +52,21 @@ public:
     result(U&& v) : ok_(true) {  // NOLINT: implicit like std::expected
         new (&val_) T(std::forward<U>(v));
     }
-    result(std::error_code ec) noexcept : ok_(false) { new (&err_) std::error_code(ec); }
+    result(std::error_code ec) noexcept : ok_(false) {
+        new (&err_) detail::error_slot();
+        err_ = ec;
+    }
     template <class E>
         requires(std::is_error_code_enum_v<E> || std::is_same_v<E, std::errc>)
     result(E e) noexcept : result(make_code(e)) {}
 
     result(const result& o) : ok_(o.ok_) {
         if (ok_) new (&val_) T(o.val_);
-        else new (&err_) std::error_code(o.err_);
+        else new (&err_) detail::error_slot(o.err_);
     }
     result(result&& o) noexcept(std::is_nothrow_move_constructible_v<T>) : ok_(o.ok_) {
         if (ok_) new (&val_) T(std::move(o.val_));
-        else new (&err_) std::error_code(o.err_);
+        else new (&err_) detail::error_slot(o.err_);
     }
     result& operator=(const result& o) {
         if (this != &o) { destroy(); new (this) result(o); }
@@ -87,7 +93,7 @@ public:
         return ok_ ? val_ : static_cast<T>(std::forward<U>(other));
     }
     /// The error; a default (success) code when the result holds a value.
-    std::error_code error() const noexcept { return ok_ ? std::error_code{} : err_; }
+    std::error_code error() const noexcept { return ok_ ? std::error_code{} : err_.code(); }
 
 private:
     template <class E> static std::error_code make_code(E e) noexcept {
@@ -95,14 +101,14 @@ private:
         else return make_error_code(e);
     }
     void check() const {
-        if (!ok_) throw std::system_error(err_);
+        if (!ok_) throw std::system_error(err_.code());
     }
     void destroy() noexcept {
         if (ok_) val_.~T();
     }
     union {
         T val_;
-        std::error_code err_;
+        detail::error_slot err_;
     };
     bool ok_;
 };
@@ -113,7 +119,7 @@ class [[nodiscard]] result<void> {
 public:
     using value_type = void;
     result() noexcept = default;
-    result(std::error_code ec) noexcept : err_(ec) {}
+    result(std::error_code ec) noexcept { err_ = ec; }
     template <class E>
         requires(std::is_error_code_enum_v<E> || std::is_same_v<E, std::errc>)
     result(E e) noexcept {
@@ -123,13 +129,13 @@ public:
     bool has_value() const noexcept { return !err_; }
     explicit operator bool() const noexcept { return !err_; }
     void value() const {
-        if (err_) throw std::system_error(err_);
+        if (err_) throw std::system_error(err_.code());
     }
     void operator*() const noexcept {}
-    std::error_code error() const noexcept { return err_; }
+    std::error_code error() const noexcept { return err_.code(); }
 
 private:
-    std::error_code err_;
+    detail::error_slot err_;
 };
 
 template <class T> struct is_result : std::false_type {};

@@ -12,39 +12,29 @@
 
 namespace coev {
 
-/// std::source_location's interface and size (one pointer to the compiler's static record of
-/// the call site). Where the standard library has no std::source_location (clang 14 with
-/// libstdc++ 12) it is still one pointer wide, so the layout of every awaiter is the same
-/// whichever compiler built the caller, but records no location: names are "" and lines 0.
+#if defined(__cpp_lib_source_location)
+/// std::source_location itself where the standard library has it: one pointer to the
+/// compiler's static record of the call site. (An alias, not a wrapper: a wrapper's
+/// `current()` needs a std::source_location argument of its own, and a coroutine keeps every
+/// temporary of a `co_await` expression in its frame, a million frames at a time.)
+using source_location = std::source_location;
+#else
+/// Where the standard library has no std::source_location (clang 14 with libstdc++ 12): the
+/// same interface and size, so the layout of every awaiter is the same whichever compiler
+/// built the caller, but no location is recorded: names are "" and lines 0.
 class source_location {
 public:
-#if defined(__cpp_lib_source_location)
-    static constexpr source_location current(
-        std::source_location at = std::source_location::current()) noexcept {
-        source_location s;
-        s.at_ = at;
-        return s;
-    }
-    constexpr const char* file_name() const noexcept { return at_.file_name(); }
-    constexpr const char* function_name() const noexcept { return at_.function_name(); }
-    constexpr std::uint_least32_t line() const noexcept { return at_.line(); }
-    constexpr std::uint_least32_t column() const noexcept { return at_.column(); }
-#else
     static constexpr source_location current() noexcept { return {}; }
     constexpr const char* file_name() const noexcept { return ""; }
     constexpr const char* function_name() const noexcept { return ""; }
     constexpr std::uint_least32_t line() const noexcept { return 0; }
     constexpr std::uint_least32_t column() const noexcept { return 0; }
-#endif
     constexpr source_location() noexcept = default;
 
 private:
-#if defined(__cpp_lib_source_location)
-    std::source_location at_;
-#else
     const void* at_ = nullptr;
-#endif
 };
+#endif
 
 static_assert(sizeof(source_location) == sizeof(void*));
 

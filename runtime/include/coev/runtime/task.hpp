@@ -28,31 +28,34 @@ void frame_free(void* p, std::size_t n) noexcept;
 
 inline const std::stop_token no_stop_token{};
 
+struct promise_base;
+
 /// Bookkeeping of a spawned or run() task, kept in its own frame: its loop (null when not a
-/// root), the loop's list of roots, its stop token. Written when the loop starts the task
-/// (init_root); `where` last, as only debug mode writes it (see promise_base).
+/// root), its place in the loop's list of roots, its stop token, its handle (for the loop's
+/// destructor). Written when the loop starts the task (init_root). Where it was spawned is
+/// kept by the loop, in debug mode only.
 struct root_info {
     event_loop* loop = nullptr;
-    root_info* prev = nullptr;
-    root_info* next = nullptr;
+    promise_base* prev = nullptr;
+    promise_base* next = nullptr;
     std::stop_token token;
-    ready_node start;
-    bool detached = true;
-    coev::source_location where;  // recorded in debug mode only
+    std::coroutine_handle<> handle;
 };
 
 /// What every coev promise shares, and what awaiters read from their caller: the stop token
 /// (inherited from the awaiting task), the priority, and who to resume on completion.
-/// Field order matters: starting a root writes `stop`, `priority` and `root` up to
-/// `detached`, which then lie within the frame's first 128 bytes: fewer cache lines per start
-/// when many frames are cold (bench/timers spawns a million).
+/// Field order matters: starting a root writes `stop`, `priority`, `detached` and `root` up to
+/// `handle`, which then lie within the frame's first 128 bytes: fewer cache lines per start
+/// when many frames are cold (bench/timers spawns a million). Every byte here is in every
+/// frame; a sleeping task's frame is what a million timers cost (docs/benchmarks.md).
 struct promise_base {
     static void* operator new(std::size_t n) { return frame_alloc(n); }
     static void operator delete(void* p, std::size_t n) noexcept { frame_free(p, n); }
 
     const std::stop_token* stop = &no_stop_token;  // points into an ancestor or root
     std::uint8_t priority = 0;
-    root_info root;  // used when spawned or run()
+    bool detached = true;  // a root the loop frees when it ends (not run()'s task)
+    root_info root;        // used when spawned or run()
     std::coroutine_handle<> continuation;
     std::exception_ptr error;
 

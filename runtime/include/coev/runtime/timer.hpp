@@ -16,9 +16,11 @@ namespace coev {
 class timer;
 
 namespace detail {
+/// Until armed, `deadline` holds what the awaiter was made with: a duration's ticks when
+/// `aux` (relative) is set, else the deadline itself.
 struct sleep_wait : waiter, timer_node {
-    bool relative = false;   // `when` of the awaiter is a duration (else a deadline)
     timer* owner = nullptr;  // the timer object waited on, if any
+    bool relative() const noexcept { return aux != 0; }
 };
 }  // namespace detail
 
@@ -27,17 +29,19 @@ struct sleep_wait : waiter, timer_node {
 class [[nodiscard]] sleep_awaiter {
 public:
     sleep_awaiter(duration d, bool relative, time_point at, coev::source_location where,
-                  timer* owner = nullptr) noexcept
-        : when_(relative ? d.count() : at.time_since_epoch().count()) {
+                  timer* owner = nullptr) noexcept {
+        w_.deadline = relative ? time_point(d) : at;
         w_.where = where;
         w_.owner = owner;
-        w_.relative = relative;
+        w_.aux = relative;
     }
     sleep_awaiter(const sleep_awaiter&) = delete;
-    sleep_awaiter(sleep_awaiter&& o) noexcept : when_(o.when_) {
+    // Only before it is awaited (nothing is armed yet).
+    sleep_awaiter(sleep_awaiter&& o) noexcept {
+        w_.deadline = o.w_.deadline;
         w_.where = o.w_.where;
         w_.owner = o.w_.owner;
-        w_.relative = o.w_.relative;
+        w_.aux = o.w_.aux;
     }
     ~sleep_awaiter() {
         if (w_.loop) abandon();
@@ -55,17 +59,18 @@ private:
     static void release_owner(detail::sleep_wait& w) noexcept;
     detail::sleep_wait w_;
     detail::stop_link stop_;
-    duration::rep when_;  // ticks of the duration, or of the deadline (w_.relative)
 };
 
 /// Waits `d` from the loop's cached now(). Equal durations share an O(1) FIFO timer list.
+/// (Durations and deadlines are taken by reference: a copy would be one more temporary that a
+/// coroutine keeps in its frame for the whole wait.)
 inline sleep_awaiter sleep_for(
-    duration d, coev::source_location w = coev::source_location::current()) noexcept {
+    const duration& d, coev::source_location w = coev::source_location::current()) noexcept {
     return {d, true, {}, w};
 }
 /// Waits until `t` on the loop's clock.
 inline sleep_awaiter sleep_until(
-    time_point t, coev::source_location w = coev::source_location::current()) noexcept {
+    const time_point& t, coev::source_location w = coev::source_location::current()) noexcept {
     return {{}, false, t, w};
 }
 
@@ -81,11 +86,11 @@ public:
 
     /// Waits `d`. Result: success, operation_canceled (cancel() or the task's stop token), or
     /// error::busy when another task already waits on this timer.
-    sleep_awaiter wait_for(duration d,
+    sleep_awaiter wait_for(const duration& d,
                            coev::source_location w = coev::source_location::current()) noexcept {
         return {d, true, {}, w, this};
     }
-    sleep_awaiter wait_until(time_point t,
+    sleep_awaiter wait_until(const time_point& t,
                              coev::source_location w = coev::source_location::current()) noexcept {
         return {{}, false, t, w, this};
     }

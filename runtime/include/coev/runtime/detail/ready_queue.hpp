@@ -5,6 +5,7 @@
 #include <coroutine>
 #include <cstddef>
 #include <cstdint>
+#include <new>
 #include <stop_token>
 #include <utility>
 #include <vector>
@@ -31,16 +32,83 @@ struct pending_start {
     std::coroutine_handle<> handle;
     std::stop_token token;
     std::uint32_t seq;
+    bool detached;  // false: run()'s task, which run() owns
 };
 
-/// One priority's queue: woken coroutines (intrusive, allocation-free) and pending starts (an
-/// array), taken in the order they were queued.
+/// The pending starts of one priority, first in first out, in segments that double in size:
+/// a burst grows the queue without copying it, and a large burst's segments are mapped with
+/// huge pages (pages.hpp), a few page faults for a million spawns. One drained segment is kept
+/// for the next burst.
+class start_queue {
+public:
+    start_queue() noexcept = default;
+    start_queue(const start_queue&) = delete;
+    start_queue& operator=(const start_queue&) = delete;
+    ~start_queue() {
+        clear();
+        free_segment(head_);  // an emptied small segment stays for reuse
+        free_segment(spare_);
+    }
+
+    bool empty() const noexcept { return size_ == 0; }
+    std::size_t size() const noexcept { return size_; }
+    /// May throw std::bad_alloc; nothing is queued then.
+    void push_back(pending_start&& s) {
+        if (!tail_ || tail_->end == tail_->cap) grow();
+        ::new (static_cast<void*>(tail_->items() + tail_->end)) pending_start(std::move(s));
+        ++tail_->end;
+        ++size_;
+    }
+    const pending_start& front() const noexcept { return head_->items()[head_->begin]; }
+    pending_start pop_front() noexcept {
+        pending_start* p = head_->items() + head_->begin;
+        pending_start s = std::move(*p);
+        p->~pending_start();
+        --size_;
+        if (++head_->begin == head_->end) drop_head();
+        return s;
+    }
+    /// The frame of the entry `k` places after the front, or null (for prefetching).
+    void* frame_ahead(std::size_t k) const noexcept {
+        for (const segment* g = head_; g; g = g->next) {
+            std::size_t here = g->end - g->begin;
+            if (k < here) return g->items()[g->begin + k].handle.address();
+            k -= here;
+        }
+        return nullptr;
+    }
+    void clear() noexcept {
+        while (!empty()) pop_front();
+    }
+
+private:
+    struct segment {
+        segment* next;
+        std::size_t bytes;  // of the whole allocation
+        std::size_t cap, begin, end;
+        pending_start* items() noexcept { return reinterpret_cast<pending_start*>(this + 1); }
+        const pending_start* items() const noexcept {
+            return reinterpret_cast<const pending_start*>(this + 1);
+        }
+    };
+    static_assert(sizeof(segment) % alignof(pending_start) == 0);
+    void grow();
+    void drop_head() noexcept;
+    static void free_segment(segment* g) noexcept;
+
+    segment* head_ = nullptr;
+    segment* tail_ = nullptr;
+    segment* spare_ = nullptr;
+    std::size_t size_ = 0;
+};
+
+/// One priority's queue: woken coroutines (intrusive, allocation-free) and pending starts,
+/// taken in the order they were queued.
 struct ready_list {
     ready_node* head = nullptr;
     ready_node** tail = &head;
     std::size_t size = 0;  // nodes; see count()
-    std::vector<pending_start> starts;
-    std::size_t first_start = 0;
+    start_queue starts;
     std::uint32_t next_seq = 0;
 
     ready_list() = default;
@@ -54,10 +122,9 @@ struct ready_list {
         tail = &head;
         size = 0;
         starts.clear();
-        first_start = 0;
     }
-    bool empty() const noexcept { return head == nullptr && first_start == starts.size(); }
-    std::size_t count() const noexcept { return size + (starts.size() - first_start); }
+    bool empty() const noexcept { return head == nullptr && starts.empty(); }
+    std::size_t count() const noexcept { return size + starts.size(); }
     void push(ready_node* n) noexcept {
         n->next = nullptr;
         n->seq = next_seq++;
@@ -73,31 +140,20 @@ struct ready_list {
         return n;
     }
     /// May throw (std::bad_alloc); nothing is queued then.
-    void push_start(promise_base* p, std::coroutine_handle<> h, std::stop_token token) {
-        starts.push_back({p, h, std::move(token), next_seq});
+    void push_start(promise_base* p, std::coroutine_handle<> h, std::stop_token token,
+                    bool detached) {
+        starts.push_back({p, h, std::move(token), next_seq, detached});
         ++next_seq;
     }
     /// Whether the next to run is a pending start rather than a node.
     bool start_next() const noexcept {
-        if (first_start == starts.size()) return false;
+        if (starts.empty()) return false;
         // Wrap-safe: fewer than 2^31 entries are ever queued at once.
-        return !head || std::int32_t(starts[first_start].seq - head->seq) < 0;
+        return !head || std::int32_t(starts.front().seq - head->seq) < 0;
     }
-    pending_start pop_start() noexcept {
-        pending_start s = std::move(starts[first_start]);
-        if (++first_start == starts.size()) {
-            first_start = 0;
-            // A burst's array is kept for the next one, unless it was a very large burst.
-            if (starts.capacity() > (std::size_t(1) << 16)) std::vector<pending_start>().swap(starts);
-            else starts.clear();
-        } else if (first_start >= 1024 && 2 * first_start >= starts.size()) {
-            // Tasks that keep spawning may never let the array empty: drop what was taken
-            // (moving at most as many entries as were taken since the last time).
-            starts.erase(starts.begin(), starts.begin() + std::ptrdiff_t(first_start));
-            first_start = 0;
-        }
-        return s;
-    }
+    /// The frame of the pending start `k` places after the next, or null.
+    void* start_ahead(std::size_t k) const noexcept { return starts.frame_ahead(k); }
+    pending_start pop_start() noexcept { return starts.pop_front(); }
     /// Unlinks `n` if it is queued here (rare path: a frame destroyed while queued).
     bool remove(ready_node* n) noexcept {
         for (ready_node** p = &head; *p; p = &(*p)->next) {

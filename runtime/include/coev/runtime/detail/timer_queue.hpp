@@ -3,6 +3,8 @@
 // repeat (libevent's common timeouts), where adding and cancelling are O(1).
 #pragma once
 
+#include <coev/runtime/detail/pages.hpp>
+
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -23,69 +25,38 @@ struct timer_fifo;
 /// (The clock's time is never negative, so a negative d cannot pass its start.)
 time_point later(time_point now, duration d) noexcept;
 
-/// A growable array of a trivially copyable T on malloc/realloc. For the timer heap: a large
-/// realloc moves pages (mremap) instead of copying them into freshly faulted memory, which
-/// std::vector's doubling does, a page fault per 4 KiB each time the heap grows.
-template <class T> class pod_vector {
-    static_assert(std::is_trivially_copyable_v<T>);
-
-public:
-    pod_vector() noexcept = default;
-    pod_vector(const pod_vector&) = delete;
-    pod_vector& operator=(const pod_vector&) = delete;
-    ~pod_vector() { std::free(data_); }
-
-    void reserve(std::size_t n) {
-        if (n <= cap_) return;
-        void* p = std::realloc(data_, n * sizeof(T));
-        if (!p) throw std::bad_alloc();
-        data_ = static_cast<T*>(p);
-        cap_ = n;
-    }
-    void push_back(const T& v) {
-        if (size_ == cap_) reserve(cap_ ? 2 * cap_ : 64);
-        data_[size_++] = v;
-    }
-    void pop_back() noexcept { --size_; }
-    T& operator[](std::size_t i) noexcept { return data_[i]; }
-    const T& operator[](std::size_t i) const noexcept { return data_[i]; }
-    T& front() noexcept { return data_[0]; }
-    const T& front() const noexcept { return data_[0]; }
-    T& back() noexcept { return data_[size_ - 1]; }
-    std::size_t size() const noexcept { return size_; }
-    bool empty() const noexcept { return size_ == 0; }
-    const T* begin() const noexcept { return data_; }
-    const T* end() const noexcept { return data_ + size_; }
-
-private:
-    T* data_ = nullptr;
-    std::size_t size_ = 0;
-    std::size_t cap_ = 0;
-};
-
 /// An armed deadline. Lives inside the awaiter that waits for it; `fire` runs on the loop
 /// thread after the node has been unlinked, so it may re-arm it or cancel other timers.
+/// 40 bytes: a million sleeping tasks carry one each (docs/benchmarks.md).
 struct timer_node {
     using fire_fn = void (*)(timer_node*) noexcept;
-    static constexpr std::uint32_t npos = ~std::uint32_t{0};
+    static constexpr std::uint32_t npos = ~std::uint32_t{0};  // not armed
+    static constexpr std::uint32_t sentinel = npos - 1;       // a FIFO list's own end node
+    static constexpr std::uint32_t in_fifo = npos - 2;        // armed in a FIFO list
 
     time_point deadline{};
-    std::uint64_t seq = 0;
     fire_fn fire = nullptr;
-    timer_fifo* fifo = nullptr;       // set while this node waits in a FIFO list
-    timer_node* prev = nullptr;
+    timer_node* prev = nullptr;  // FIFO list links (circular, through the list's sentinel)
     timer_node* next = nullptr;
-    // Last, so that a derived waiter's small fields can use the tail padding.
-    std::uint32_t heap_index = npos;  // set while this node itself sits in the heap
+    std::uint32_t seq = 0;       // arming order, for ties; compared modulo 2^32
+    std::uint32_t heap_index = npos;  // the heap slot while in the heap, or a mark above
 
-    bool armed() const noexcept { return heap_index != npos || fifo != nullptr; }
+    bool armed() const noexcept { return heap_index <= in_fifo; }
 };
 
 struct timer_fifo {
+    timer_fifo() noexcept {
+        end.heap_index = timer_node::sentinel;
+        end.prev = end.next = &end;
+    }
+    timer_fifo(const timer_fifo&) = delete;
+    timer_fifo& operator=(const timer_fifo&) = delete;
+    bool empty() const noexcept { return end.next == &end; }
+    timer_node* head() const noexcept { return end.next; }
+
     duration period{};
-    timer_node* head = nullptr;
-    timer_node* tail = nullptr;
-    timer_node proxy;  // stands in the heap for `head`
+    timer_node end;    // sentinel of the circular list: end.next is the head
+    timer_node proxy;  // stands in the heap for the head
 };
 
 class timer_queue {
@@ -114,7 +85,7 @@ public:
         for (const entry& e : heap_)
             if (!is_proxy(e.node)) f(*e.node);
         for (const auto& q : fifos_)
-            for (const timer_node* n = q->head; n; n = n->next) f(*n);
+            for (const timer_node* n = q->end.next; n != &q->end; n = n->next) f(*n);
     }
 
 private:
@@ -123,8 +94,10 @@ private:
         timer_node* node;
     };
     static bool less(const entry& a, const entry& b) noexcept {
-        // Equal deadlines (rare outside tests) fall back to arming order.
-        return a.key < b.key || (a.key == b.key && a.node->seq < b.node->seq);
+        // Equal deadlines (rare outside tests) fall back to arming order; the sequence wraps,
+        // and two timers armed 2^31 arms apart never tie in practice.
+        return a.key < b.key ||
+               (a.key == b.key && std::int32_t(a.node->seq - b.node->seq) < 0);
     }
     static std::int64_t key_of(time_point t) noexcept { return t.time_since_epoch().count(); }
     bool is_proxy(const timer_node* n) const noexcept { return n->fire == nullptr; }
@@ -144,7 +117,7 @@ private:
     pod_vector<entry> heap_;
     std::vector<std::unique_ptr<timer_fifo>> fifos_;
     duration last_period_{-1};
-    std::uint64_t next_seq_ = 0;
+    std::uint32_t next_seq_ = 0;
     std::size_t count_ = 0;
 };
 

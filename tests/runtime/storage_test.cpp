@@ -1,0 +1,133 @@
+// tests/runtime/storage_test.cpp
+// The loop's storage parts on their own: the pending-start queue (segments, order, look-ahead),
+// pod_vector's move from malloc to its own mapping, and error codes kept in five bytes.
+#include <coev/runtime.hpp>
+#include <coev/runtime/detail/pages.hpp>
+#include <coev/runtime/detail/ready_queue.hpp>
+
+#include <doctest/doctest.h>
+
+#include <coroutine>
+#include <cstdint>
+#include <string>
+#include <system_error>
+#include <vector>
+
+using coev::detail::pending_start;
+using coev::detail::pod_vector;
+using coev::detail::start_queue;
+
+namespace {
+
+// A fake frame address per entry: the queue never dereferences handles.
+std::coroutine_handle<> fake_handle(std::uintptr_t i) {
+    return std::coroutine_handle<>::from_address(reinterpret_cast<void*>((i + 1) * 64));
+}
+std::uintptr_t index_of(void* frame) { return reinterpret_cast<std::uintptr_t>(frame) / 64 - 1; }
+
+pending_start entry(std::uint32_t i, std::stop_token t = {}) {
+    return {nullptr, fake_handle(i), std::move(t), i, i % 3 != 0};
+}
+
+struct other_category : std::error_category {
+    const char* name() const noexcept override { return "other"; }
+    std::string message(int v) const override { return "other " + std::to_string(v); }
+};
+
+}  // namespace
+
+TEST_CASE("the start queue keeps order across segments, looks ahead across them, and drains") {
+    start_queue q;
+    std::stop_source src;
+    constexpr std::uint32_t n = 300'000;  // more than the segments up to the largest hold
+    std::uint32_t pushed = 0, popped = 0;
+    bool order = true, ahead = true, tokens = true;
+    // Interleaved: pushes run ahead of pops, so segments are added and dropped while in use.
+    while (popped < n) {
+        for (int k = 0; k < 7 && pushed < n; ++k, ++pushed)
+            q.push_back(entry(pushed, pushed % 5 == 0 ? src.get_token() : std::stop_token{}));
+        for (std::size_t k : {0u, 1u, 8u, 500u}) {
+            void* f = q.frame_ahead(k);
+            const bool exists = popped + k < pushed;
+            if (exists != (f != nullptr) || (f && index_of(f) != popped + k)) ahead = false;
+        }
+        for (int k = 0; k < 5 && popped < pushed; ++k, ++popped) {
+            pending_start s = q.pop_front();
+            if (s.seq != popped || index_of(s.handle.address()) != popped ||
+                s.detached != (popped % 3 != 0))
+                order = false;
+            if (s.token.stop_possible() != (popped % 5 == 0)) tokens = false;
+        }
+        if (q.size() != pushed - popped) order = false;
+    }
+    CHECK(order);
+    CHECK(ahead);
+    CHECK(tokens);
+    CHECK(q.empty());
+    CHECK(q.frame_ahead(0) == nullptr);
+    // Refilled after draining, and cleared with entries in it (ASan checks what is freed).
+    for (std::uint32_t i = 0; i < 100'000; ++i) q.push_back(entry(i, src.get_token()));
+    CHECK(q.front().seq == 0);
+    CHECK(q.size() == 100'000);
+    q.clear();
+    CHECK(q.empty());
+    q.push_back(entry(7));
+    CHECK(q.pop_front().seq == 7);
+}
+
+TEST_CASE("pod_vector keeps its contents when it moves into its own mapping and grows there") {
+    pod_vector<std::uint64_t> v;
+    const std::size_t n = 3 * coev::detail::big_array_bytes / sizeof(std::uint64_t);
+    bool same = true;
+    for (std::size_t i = 0; i < n; ++i) {
+        v.push_back(i * 2654435761u);
+        // Spot checks while it grows: the first entries survive every move.
+        if ((i & (i - 1)) == 0 && (v[0] != 0 || v[i / 2] != (i / 2) * 2654435761u)) same = false;
+    }
+    CHECK(same);
+    CHECK(v.size() == n);
+    CHECK(v.capacity() >= n);
+    std::size_t wrong = 0;
+    for (std::size_t i = 0; i < n; ++i) wrong += v[i] != i * 2654435761u;
+    CHECK(wrong == 0);
+    while (v.size() > 10) v.pop_back();
+    CHECK(v.back() == std::uint64_t{9} * 2654435761u);
+    v.release();
+    CHECK(v.empty());
+    v.push_back(5);
+    CHECK(v.front() == 5);
+}
+
+TEST_CASE("error codes survive the five-byte slot, whatever their category") {
+    static const other_category other;
+    const std::error_code codes[] = {
+        std::make_error_code(std::errc::operation_canceled),
+        std::error_code(ECONNRESET, std::system_category()),
+        coev::make_error_code(coev::error::busy),
+        std::error_code(-42, other),
+        std::error_code(2'000'000'000, other),
+    };
+    for (const std::error_code& e : codes) {
+        coev::detail::error_slot s;
+        s = e;
+        CHECK(bool(s));
+        CHECK(s.code() == e);
+        CHECK(&s.code().category() == &e.category());
+        coev::result<void> r = e;
+        CHECK_FALSE(r);
+        CHECK(r.error() == e);
+        coev::result<std::size_t> rs = e;
+        CHECK_FALSE(rs);
+        CHECK(rs.error() == e);
+        coev::result<std::string> copy = coev::result<std::string>(e);
+        coev::result<std::string> moved = std::move(copy);
+        CHECK(moved.error() == e);
+    }
+    coev::detail::error_slot s;
+    CHECK_FALSE(s);
+    s = std::error_code();
+    CHECK_FALSE(s);
+    CHECK(s.code() == std::error_code());
+    CHECK(sizeof(coev::result<void>) == 8);
+    CHECK(sizeof(coev::result<std::size_t>) == 16);
+}
