@@ -32,7 +32,7 @@ public:
     constexpr source_location() noexcept = default;
 
 private:
-    const void* at_ = nullptr;
+    [[maybe_unused]] const void* at_ = nullptr;  // only its size matters
 };
 #endif
 
