@@ -32,6 +32,10 @@ bool sleep_awaiter::arm(std::coroutine_handle<> h, detail::promise_base* p) noex
         w_.ec = std::make_error_code(std::errc::operation_not_permitted);
         return false;
     }
+    if ((w_.aux & detail::sleep_wait::armed_once_bit) && w_.relative()) {
+        w_.ec = std::make_error_code(std::errc::invalid_argument);
+        return false;
+    }
     const std::stop_token& tok = detail::stop_token_of(p);
     if (tok.stop_requested()) {
         w_.ec = std::make_error_code(std::errc::operation_canceled);
@@ -44,6 +48,7 @@ bool sleep_awaiter::arm(std::coroutine_handle<> h, detail::promise_base* p) noex
         }
         w_.owner->active_ = &w_;
     }
+    w_.aux |= detail::sleep_wait::armed_once_bit;
     w_.node.handle = h;
     w_.node.priority = detail::priority_of(p);
     w_.fire = &fire_sleep;

@@ -412,6 +412,39 @@ TEST_CASE("a sleep of duration::min() is due at once") {
     CHECK_FALSE(wd.fired());
 }
 
+TEST_CASE("a relative sleep awaiter awaited a second time fails at once; a deadline's sleeps") {
+    // Its duration is gone once armed (audit, 2026-12-07: the second await slept for years).
+    coev::event_loop loop(coev::loop_config{.clock = coev::clock_mode::auto_advance});
+    loop.advance(1000s);
+    coev::result<void> first = std::make_error_code(std::errc::io_error), second = first,
+                       third = first, by_timer = first;
+    coev::duration second_took{}, deadline_again_took{};
+    auto t = [&]() -> coev::task<> {
+        auto a = coev::sleep_for(10ms);
+        first = co_await a;
+        auto m = loop.now();
+        second = co_await a;
+        second_took = loop.now() - m;
+        coev::timer tm;
+        auto b = tm.wait_for(10ms);
+        (void)co_await b;
+        by_timer = co_await b;
+        auto c = coev::sleep_until(loop.now() + 5ms);
+        (void)co_await c;
+        m = loop.now();
+        third = co_await c;  // the deadline has passed: due at once, as before
+        deadline_again_took = loop.now() - m;
+    };
+    coev::spawn(loop, t());
+    loop.run();
+    CHECK(first.has_value());
+    CHECK(second.error() == std::errc::invalid_argument);
+    CHECK(second_took == coev::duration::zero());
+    CHECK(by_timer.error() == std::errc::invalid_argument);
+    CHECK(third.has_value());
+    CHECK(deadline_again_took == coev::duration::zero());
+}
+
 TEST_CASE("with_timeout around a void awaitable reports the caller's cancellation") {
     coev::event_loop loop;
     coev::result<void> r;

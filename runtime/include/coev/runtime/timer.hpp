@@ -17,15 +17,18 @@ class timer;
 
 namespace detail {
 /// Until armed, `deadline` holds what the awaiter was made with: a duration's ticks when
-/// `aux` (relative) is set, else the deadline itself.
+/// relative, else the deadline itself. Arming overwrites a duration with the deadline it
+/// gives, so a relative sleep awaiter can be awaited only once (a second await fails).
 struct sleep_wait : waiter, timer_node {
+    static constexpr std::uint8_t relative_bit = 1, armed_once_bit = 2;  // in `aux`
     timer* owner = nullptr;  // the timer object waited on, if any
-    bool relative() const noexcept { return aux != 0; }
+    bool relative() const noexcept { return aux & relative_bit; }
 };
 }  // namespace detail
 
 /// Suspends until a deadline. Result: success, or operation_canceled when the task's stop
-/// token fires first. Cancel: the timer is disarmed.
+/// token fires first; invalid_argument when a sleep_for/wait_for awaiter is awaited a second
+/// time (make a new one: its duration is gone once armed). Cancel: the timer is disarmed.
 class [[nodiscard]] sleep_awaiter {
 public:
     sleep_awaiter(duration d, bool relative, time_point at, coev::source_location where,
@@ -33,7 +36,7 @@ public:
         w_.deadline = relative ? time_point(d) : at;
         w_.where = where;
         w_.owner = owner;
-        w_.aux = relative;
+        w_.aux = relative ? detail::sleep_wait::relative_bit : 0;
     }
     sleep_awaiter(const sleep_awaiter&) = delete;
     // Only before it is awaited (nothing is armed yet).
