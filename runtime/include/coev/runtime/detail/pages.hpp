@@ -57,7 +57,6 @@ public:
         data_[size_++] = v;
     }
     void pop_back() noexcept { --size_; }
-    void clear() noexcept { size_ = 0; }
     /// Frees the storage.
     void release() noexcept {
         if (mapped_) unmap_pages(data_, cap_ * sizeof(T));
@@ -74,7 +73,6 @@ public:
     std::size_t size() const noexcept { return size_; }
     std::size_t capacity() const noexcept { return cap_; }
     bool empty() const noexcept { return size_ == 0; }
-    T* data() noexcept { return data_; }
     const T* begin() const noexcept { return data_; }
     const T* end() const noexcept { return data_ + size_; }
 

@@ -8,7 +8,6 @@
 #include <new>
 #include <stop_token>
 #include <utility>
-#include <vector>
 #include <coev/runtime/source_location.hpp>
 
 namespace coev::detail {

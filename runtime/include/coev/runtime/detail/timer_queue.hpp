@@ -8,10 +8,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
-#include <cstdlib>
 #include <memory>
-#include <new>
-#include <type_traits>
 #include <vector>
 
 namespace coev::detail {
