@@ -611,17 +611,20 @@ void event_loop::on_fd_event(int fd, std::uint8_t bits) noexcept {
     if (static_cast<std::size_t>(fd) >= fds_.size()) return;
     detail::fd_state& st = fds_[std::size_t(fd)];
     st.ready |= bits;
-    for (std::uint8_t dir = 0; dir < 2; ++dir) {
-        detail::io_wait*& slot = dir ? st.writer : st.reader;
-        if (!(bits & (1u << dir)) || !slot) continue;
-        detail::io_wait* w = slot;
-        if (w->perform && !w->perform(w, st)) continue;  // spurious: still would block
-        slot = nullptr;
-        --waits_;
-        w->ec.clear();
-        schedule(&w->node);
-        interest_changed(fd, st);
-    }
+    if ((bits & 1) && st.reader) wake_fd_waiter(fd, st, st.reader);
+    if ((bits & 2) && st.writer) wake_fd_waiter(fd, st, st.writer);
+}
+
+// Inlined into on_fd_event: one call per readiness event, not a loop over both directions.
+inline void event_loop::wake_fd_waiter(int fd, detail::fd_state& st,
+                                       detail::io_wait*& slot) noexcept {
+    detail::io_wait* w = slot;
+    if (w->perform && !w->perform(w, st)) return;  // spurious: still would block
+    slot = nullptr;
+    --waits_;
+    w->ec.clear();
+    schedule(&w->node);
+    interest_changed(fd, st);
 }
 
 void event_loop::forget_fd(int fd) noexcept {

@@ -90,9 +90,11 @@ bool stream_socket(int fd, fd_state& st) noexcept {
 namespace {
 
 // Applies one attempt's outcome to the readiness cache; true when the operation is done.
-bool settle(rw_wait& w, fd_state& st, long n) noexcept {
-    const auto bit = std::uint8_t(1u << w.dir);
-    if (n == -EAGAIN) {
+// Inlined into each transfer with its direction known: it runs on every readiness event.
+template <int Dir>
+[[gnu::always_inline]] inline bool settle(rw_wait& w, fd_state& st, long n) noexcept {
+    constexpr auto bit = std::uint8_t(1u << Dir);
+    if (n == -EAGAIN) [[unlikely]] {
         st.ready &= std::uint8_t(~bit);
         return false;
     }
@@ -101,13 +103,17 @@ bool settle(rw_wait& w, fd_state& st, long n) noexcept {
     // terminal returns one line per read() and a datagram socket one message, however many
     // are queued, and no edge comes for the rest. EOF (0) stays readable for good. Nor a short
     // read once urgent data came: a read stops at its mark.
-    const std::uint8_t sticky =
-        w.dir == 0 ? fd_state::read_closed | fd_state::urgent : fd_state::read_closed;
+    constexpr std::uint8_t sticky =
+        Dir == 0 ? fd_state::read_closed | fd_state::urgent : fd_state::read_closed;
     if (n > 0 && std::size_t(n) < w.len && !(st.ready & sticky) &&
-        (w.dir == 1 || stream_socket(w.fd, st)))
+        (Dir == 1 || st.kind == 1 || (st.kind == 0 && stream_socket(w.fd, st))))
         st.ready &= std::uint8_t(~bit);
     w.n = n;
     return true;
+}
+
+bool settle(rw_wait& w, fd_state& st, long n) noexcept {
+    return w.dir ? settle<1>(w, st, n) : settle<0>(w, st, n);
 }
 
 void cancel_io(waiter* w, std::error_code ec) noexcept {
@@ -146,12 +152,12 @@ long readiness_try_write(int fd, fd_state& st, const void* buf, std::size_t len)
 
 bool perform_read(io_wait* iw, fd_state& st) noexcept {
     auto& w = static_cast<rw_wait&>(*iw);
-    return settle(w, st, try_read(w.fd, st, w.buf, w.len));
+    return settle<0>(w, st, try_read(w.fd, st, w.buf, w.len));
 }
 
 bool perform_write(io_wait* iw, fd_state& st) noexcept {
     auto& w = static_cast<rw_wait&>(*iw);
-    return settle(w, st, try_write(w.fd, st, w.buf, w.len));
+    return settle<1>(w, st, try_write(w.fd, st, w.buf, w.len));
 }
 
 bool perform_readv(io_wait* iw, fd_state& st) noexcept {

@@ -116,8 +116,9 @@ struct waiter {
 static_assert(sizeof(waiter) == 56, "waiter grew: every sleeping frame carries one");
 #endif
 
-/// Cached per-fd state: who waits, and readiness last reported (the readiness cache).
-struct fd_state {
+/// Cached per-fd state: who waits, and readiness last reported (the readiness cache). 32
+/// bytes: an entry never straddles two cache lines, and indexing the table is a shift.
+struct alignas(32) fd_state {
     /// Set in `ready` once the peer closed its side (or the fd failed): reads will never
     /// block again, whatever a short read suggests.
     static constexpr std::uint8_t read_closed = 4;
@@ -335,6 +336,7 @@ private:
     void note_thread() noexcept;
     detail::fd_state& grow_fds(std::size_t i);
     void update_interest(int fd, detail::fd_state& st) noexcept;
+    void wake_fd_waiter(int fd, detail::fd_state& st, detail::io_wait*& slot) noexcept;
 
     std::unique_ptr<detail::backend> backend_;
     std::vector<detail::ready_list> ready_;
