@@ -435,7 +435,13 @@ void event_loop::run_ready() {
                 continue;
             }
             detail::ready_node* n = q.pop();
-            if (n->next) prefetch_frame(n->next->handle.address());
+            if (detail::ready_node* next = n->next) {
+                // The next node was loaded one step ago (below), so reading its handle does
+                // not wait: its frame starts loading now, and the node after it for the next
+                // step. Reading the handle of a node not yet loaded would stall here instead.
+                prefetch_frame(next->handle.address());
+                if (next->next) __builtin_prefetch(next->next);
+            }
             ++counters_.resumed;
             fast_ops_ = 0;
             n->handle.resume();

@@ -1,5 +1,5 @@
 // coev/runtime/detail/timer_queue.hpp
-// The loop's timers: a 4-ary min-heap with O(log n) cancel, plus FIFO lists for durations that
+// The loop's timers: an 8-ary min-heap with O(log n) cancel, plus FIFO lists for durations that
 // repeat (libevent's common timeouts), where adding and cancelling are O(1).
 #pragma once
 
