@@ -425,12 +425,15 @@ void event_loop::run_ready() {
             if (q.start_next()) {
                 // The array shows frames further ahead than the list's one-step look does.
                 if (void* ahead = q.start_ahead(start_lookahead)) prefetch_start(ahead);
-                detail::pending_start s = q.pop_start();
-                detail::init_root(*this, s.handle, *s.promise, s.detached, std::move(s.token),
+                // Used in place: the token moves once more, into the promise.
+                detail::pending_start& s = q.front_start();
+                const std::coroutine_handle<> h = s.handle;
+                detail::init_root(*this, h, *s.promise, s.detached, std::move(s.token),
                                   std::uint8_t(p));
+                q.drop_start();
                 ++counters_.resumed;
                 fast_ops_ = 0;
-                s.handle.resume();
+                h.resume();
                 if (stop_flag_.load(std::memory_order_relaxed) || preempt_) break;
                 continue;
             }
@@ -787,7 +790,7 @@ void event_loop::dump(std::ostream& out) const {
 namespace detail {
 
 void init_root(event_loop& loop, std::coroutine_handle<> h, promise_base& p, bool detached,
-               std::stop_token token, std::uint8_t prio) noexcept {
+               std::stop_token&& token, std::uint8_t prio) noexcept {
     root_info* r = &p.root;
     r->loop = &loop;
     p.detached = detached;
@@ -802,7 +805,7 @@ void init_root(event_loop& loop, std::coroutine_handle<> h, promise_base& p, boo
 }
 
 void start_root(event_loop& loop, std::coroutine_handle<> h, promise_base& p, bool detached,
-                std::stop_token token, int priority, coev::source_location where) {
+                std::stop_token&& token, int priority, coev::source_location where) {
     const std::uint8_t prio = loop.clamp_priority(priority);
     if (debug_mode()) loop.note_root_site(&p, where);  // may throw bad_alloc: nothing queued yet
     if (loop.dying()) {

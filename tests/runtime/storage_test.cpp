@@ -26,8 +26,8 @@ std::coroutine_handle<> fake_handle(std::uintptr_t i) {
 }
 std::uintptr_t index_of(void* frame) { return reinterpret_cast<std::uintptr_t>(frame) / 64 - 1; }
 
-pending_start entry(std::uint32_t i, std::stop_token t = {}) {
-    return {nullptr, fake_handle(i), std::move(t), i, i % 3 != 0};
+void push(start_queue& q, std::uint32_t i, std::stop_token t = {}) {
+    q.emplace_back(nullptr, fake_handle(i), std::move(t), i, i % 3 != 0);
 }
 
 struct other_category : std::error_category {
@@ -46,7 +46,7 @@ TEST_CASE("the start queue keeps order across segments, looks ahead across them,
     // Interleaved: pushes run ahead of pops, so segments are added and dropped while in use.
     while (popped < n) {
         for (int k = 0; k < 7 && pushed < n; ++k, ++pushed)
-            q.push_back(entry(pushed, pushed % 5 == 0 ? src.get_token() : std::stop_token{}));
+            push(q, pushed, pushed % 5 == 0 ? src.get_token() : std::stop_token{});
         for (std::size_t k : {0u, 1u, 8u, 500u}) {
             void* f = q.frame_ahead(k);
             const bool exists = popped + k < pushed;
@@ -67,13 +67,21 @@ TEST_CASE("the start queue keeps order across segments, looks ahead across them,
     CHECK(q.empty());
     CHECK(q.frame_ahead(0) == nullptr);
     // Refilled after draining, and cleared with entries in it (ASan checks what is freed).
-    for (std::uint32_t i = 0; i < 100'000; ++i) q.push_back(entry(i, src.get_token()));
+    for (std::uint32_t i = 0; i < 100'000; ++i) push(q, i, src.get_token());
     CHECK(q.front().seq == 0);
     CHECK(q.size() == 100'000);
     q.clear();
     CHECK(q.empty());
-    q.push_back(entry(7));
+    push(q, 7);
     CHECK(q.pop_front().seq == 7);
+    // Used in place, as the loop starts a task: the token moves out, then the entry ends.
+    push(q, 8, src.get_token());
+    push(q, 9);
+    std::stop_token taken = std::move(q.front().token);
+    q.drop_front();
+    CHECK(taken.stop_possible());
+    CHECK(q.front().seq == 9);
+    CHECK(q.size() == 1);
 }
 
 TEST_CASE("pod_vector keeps its contents when it moves into its own mapping and grows there") {

@@ -243,7 +243,7 @@ public:
     /// The destructor has begun: nothing queued runs any more.
     bool dying() const noexcept { return dying_; }
     /// Queues a spawned task's start; may throw std::bad_alloc, and then queues nothing.
-    void queue_start(detail::promise_base& p, std::coroutine_handle<> h, std::stop_token token,
+    void queue_start(detail::promise_base& p, std::coroutine_handle<> h, std::stop_token&& token,
                      std::uint8_t priority, bool detached) {
         ready_[priority].push_start(&p, h, std::move(token), detached);
         if (priority < running_priority_) preempt_ = true;
@@ -385,11 +385,12 @@ namespace detail {
 
 /// Makes `h` a root task of `loop` and queues it to start. Throws std::bad_alloc and changes
 /// nothing when the queue cannot grow.
+/// The token is taken by reference and moved once, where it is stored.
 void start_root(event_loop& loop, std::coroutine_handle<> h, promise_base& p, bool detached,
-                std::stop_token token, int priority, coev::source_location where);
+                std::stop_token&& token, int priority, coev::source_location where);
 /// Writes a root's bookkeeping into its promise and links it into the loop's roots.
 void init_root(event_loop& loop, std::coroutine_handle<> h, promise_base& p, bool detached,
-               std::stop_token token, std::uint8_t prio) noexcept;
+               std::stop_token&& token, std::uint8_t prio) noexcept;
 
 }  // namespace detail
 
@@ -417,7 +418,8 @@ T run(task<T> t, const loop_config& config = {}) {
     event_loop loop(config);
     task<T> owned = std::move(t);  // declared after the loop: its frame dies first
     auto h = owned.handle();
-    detail::start_root(loop, h, h.promise(), false, {}, -1, coev::source_location::current());
+    detail::start_root(loop, h, h.promise(), false, std::stop_token{}, -1,
+                       coev::source_location::current());
     loop.run();
     if (!h.done()) {
         if (h.promise().root.loop) loop.remove_root(&h.promise());

@@ -51,20 +51,27 @@ public:
 
     bool empty() const noexcept { return size_ == 0; }
     std::size_t size() const noexcept { return size_; }
-    /// May throw std::bad_alloc; nothing is queued then.
-    void push_back(pending_start&& s) {
+    /// Builds the entry in place (a spawn moves its stop token once, not through copies);
+    /// may throw std::bad_alloc, and nothing is queued then.
+    void emplace_back(promise_base* p, std::coroutine_handle<> h, std::stop_token&& token,
+                      std::uint32_t seq, bool detached) {
         if (!tail_ || tail_->end == tail_->cap) grow();
-        ::new (static_cast<void*>(tail_->items() + tail_->end)) pending_start(std::move(s));
+        ::new (static_cast<void*>(tail_->items() + tail_->end))
+            pending_start{p, h, std::move(token), seq, detached};
         ++tail_->end;
         ++size_;
     }
     const pending_start& front() const noexcept { return head_->items()[head_->begin]; }
-    pending_start pop_front() noexcept {
-        pending_start* p = head_->items() + head_->begin;
-        pending_start s = std::move(*p);
-        p->~pending_start();
+    pending_start& front() noexcept { return head_->items()[head_->begin]; }
+    /// Ends the front entry (after its fields were used in place).
+    void drop_front() noexcept {
+        head_->items()[head_->begin].~pending_start();
         --size_;
         if (++head_->begin == head_->end) drop_head();
+    }
+    pending_start pop_front() noexcept {
+        pending_start s = std::move(front());
+        drop_front();
         return s;
     }
     /// The frame of the entry `k` places after the front, or null (for prefetching).
@@ -139,9 +146,9 @@ struct ready_list {
         return n;
     }
     /// May throw (std::bad_alloc); nothing is queued then.
-    void push_start(promise_base* p, std::coroutine_handle<> h, std::stop_token token,
+    void push_start(promise_base* p, std::coroutine_handle<> h, std::stop_token&& token,
                     bool detached) {
-        starts.push_back({p, h, std::move(token), next_seq, detached});
+        starts.emplace_back(p, h, std::move(token), next_seq, detached);
         ++next_seq;
     }
     /// Whether the next to run is a pending start rather than a node.
@@ -153,6 +160,9 @@ struct ready_list {
     /// The frame of the pending start `k` places after the next, or null.
     void* start_ahead(std::size_t k) const noexcept { return starts.frame_ahead(k); }
     pending_start pop_start() noexcept { return starts.pop_front(); }
+    /// The next pending start, used in place; drop_start() ends it.
+    pending_start& front_start() noexcept { return starts.front(); }
+    void drop_start() noexcept { starts.drop_front(); }
     /// Unlinks `n` if it is queued here (rare path: a frame destroyed while queued).
     bool remove(ready_node* n) noexcept {
         for (ready_node** p = &head; *p; p = &(*p)->next) {
