@@ -699,6 +699,55 @@ TEST_CASE("wait_read_ready and try_read_some read every byte and then EOF, holdi
     CHECK(would_block >= 1);  // it did run dry and wait between the messages
 }
 
+// A reader that reads once per wake-up (an echo server) never sees EAGAIN: its reads come up
+// short instead, and the readiness cache (or, under io_uring, a fresh poll) must still report
+// every later arrival; long messages take two wake-ups.
+TEST_CASE("a reader that reads once per wake-up gets every byte in order, then EOF") {
+    coev::event_loop loop;
+    watchdog dog(loop);
+    auto ab_ = make_socket_pair();
+    auto& a = ab_.a;
+    auto& b = ab_.b;
+    std::string got, sent;
+    bool eof = false;
+    int wakeups = 0;
+    auto reader = [&]() -> coev::task<> {
+        for (int i = 0; i < 100'000 && !eof; ++i) {
+            auto ready = co_await coev::wait_read_ready(b.get());
+            REQUIRE(ready);
+            ++wakeups;
+            char buf[40];  // most messages fit; the long ones take two wake-ups
+            auto n = coev::try_read_some(b.get(), std::as_writable_bytes(std::span(buf)));
+            if (!n) {
+                CHECK(n.error() == std::errc::resource_unavailable_try_again);
+                continue;
+            }
+            if (*n == 0) eof = true;
+            got.append(buf, *n);
+        }
+    };
+    auto writer = [&]() -> coev::task<> {
+        for (int i = 0; i < 300; ++i) {
+            // Short, long and back-to-back messages; the reader is often idle in between.
+            std::string m = "message " + std::to_string(i);
+            if (i % 7 == 0) m += std::string(50, '.');
+            m += ';';
+            auto n = co_await coev::write_all(a.get(), std::as_bytes(std::span(m)));
+            REQUIRE(n);
+            sent += m;
+            if (i % 3 == 0) (void)co_await coev::sleep_for(std::chrono::microseconds(200));
+        }
+        ::shutdown(a.get(), SHUT_WR);
+    };
+    coev::spawn(loop, reader());
+    coev::spawn(loop, writer());
+    loop.run();
+    CHECK_FALSE(dog.fired());
+    CHECK(eof);
+    CHECK(got == sent);
+    CHECK(wakeups > 1);
+}
+
 TEST_CASE("try_write_some reports EAGAIN once the socket is full") {
     coev::event_loop loop;
     auto pair = make_socket_pair();  // pair.b stays open and unread
