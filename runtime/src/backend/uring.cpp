@@ -38,9 +38,16 @@ constexpr std::uint64_t cancel_tag = 5;
 constexpr unsigned ring_entries = 1024;
 
 // Provided buffers for multishot receives: shared by every socket of the loop, taken only while
-// data waits to be read, so an idle connection holds none.
-constexpr unsigned recv_buffers = 512;       // a power of two
+// data waits to be read, so an idle connection holds none. The pool starts at one huge page and
+// doubles whenever the kernel finds it empty: a thousand busy connections each hold a buffer
+// between a loop's turns, and an empty pool ends every multishot receive it meets.
+constexpr unsigned recv_buffers_initial = 512;
+constexpr unsigned recv_buffers_max = 4096;  // the ring's entries: a power of two
 constexpr unsigned recv_buffer_size = 4096;
+// A read that comes up short (the socket is drained) starts the multishot receive when it is
+// this small: what comes next then arrives without a receive call per read. Larger reads keep
+// reading directly: the copy out of a provided buffer would cost more than the call it saves.
+constexpr long recv_small_read = recv_buffer_size;
 constexpr std::uint16_t recv_group = 0;
 // A socket whose unread data passes this stops receiving until its reader catches up.
 constexpr std::size_t recv_backlog_cap = 64 * 1024;
@@ -144,8 +151,8 @@ public:
         ::close(wakefd_);
         for (recv_stream* st : streams_) delete st;
         for (recv_stream* st : dying_) delete st;
-        if (bufs_) ::munmap(bufs_, std::size_t(recv_buffers) * recv_buffer_size);
-        if (br_) ::munmap(br_, recv_buffers * sizeof(io_uring_buf));
+        if (bufs_) ::munmap(bufs_, std::size_t(recv_buffers_max) * recv_buffer_size);
+        if (br_) ::munmap(br_, recv_buffers_max * sizeof(io_uring_buf));
     }
 
     std::string_view name() const noexcept override { return "io_uring"; }
@@ -264,7 +271,9 @@ public:
         // Nothing receives on this socket yet: read directly, and once it runs dry let the
         // multishot receive collect what comes next.
         long n = readiness_try_read(fd, st, buf, len);
-        if (n == -EAGAIN && !quiescing_) arm_stream(rs);
+        if ((n == -EAGAIN || (n > 0 && n <= recv_small_read && !(st.ready & 1u))) &&
+            !quiescing_)
+            arm_stream(rs);
         return n;
     }
 
@@ -465,14 +474,14 @@ private:
 
     // The new ring gets a buffer ring of its own, holding every buffer that no stream holds.
     void register_buffers_again() noexcept {
-        const std::size_t ring_bytes = recv_buffers * sizeof(io_uring_buf);
+        const std::size_t ring_bytes = recv_buffers_max * sizeof(io_uring_buf);
         ::munmap(br_, ring_bytes);  // the old ring's registration was dropped with it
         br_ = nullptr;
         void* ring_mem = ::mmap(nullptr, ring_bytes, PROT_READ | PROT_WRITE,
                                 MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
         io_uring_buf_reg reg{};
         reg.ring_addr = reinterpret_cast<std::uint64_t>(ring_mem);
-        reg.ring_entries = recv_buffers;
+        reg.ring_entries = recv_buffers_max;
         reg.bgid = recv_group;
         ++calls;
         if (ring_mem == MAP_FAILED || io_uring_register_buf_ring(&ring_, &reg, 0) < 0) {
@@ -482,14 +491,14 @@ private:
         }
         br_ = static_cast<io_uring_buf_ring*>(ring_mem);
         io_uring_buf_ring_init(br_);
-        std::vector<bool> held(recv_buffers, false);
+        std::vector<bool> held(nbufs_, false);
         for (recv_stream* rs : streams_)
             if (rs)
                 for (std::size_t i = rs->head; i < rs->queue.size(); ++i)
                     held[rs->queue[i].bid] = true;
         unsigned added = 0;
-        for (unsigned i = 0; i < recv_buffers; ++i)
-            if (!held[i]) give_back(std::uint16_t(i), added++, false);
+        for (unsigned i = 0; i < nbufs_; ++i)
+            if (!held[i]) add_buffer(std::uint16_t(i), added++);
         io_uring_buf_ring_advance(br_, int(added));
     }
 
@@ -559,6 +568,7 @@ private:
     void drain(event_loop& loop) noexcept {
         unsigned head, seen = 0;
         io_uring_cqe* cqe;
+        grown_ = false;
         io_uring_for_each_cqe(&ring_, head, cqe) {
             ++seen;
             dispatch(loop, cqe);
@@ -591,40 +601,66 @@ private:
     bool buffers_ready() noexcept {
         if (br_) return true;
         if (buffers_failed_) return false;
-        const std::size_t ring_bytes = recv_buffers * sizeof(io_uring_buf);
+        const std::size_t ring_bytes = recv_buffers_max * sizeof(io_uring_buf);
+        const std::size_t data_bytes = std::size_t(recv_buffers_max) * recv_buffer_size;
         void* ring_mem = ::mmap(nullptr, ring_bytes, PROT_READ | PROT_WRITE,
                                 MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
-        void* data = ::mmap(nullptr, std::size_t(recv_buffers) * recv_buffer_size,
-                            PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+        // Address space for the largest pool; pages come as buffers are first used.
+        void* data = ::mmap(nullptr, data_bytes, PROT_READ | PROT_WRITE,
+                            MAP_ANONYMOUS | MAP_PRIVATE | MAP_NORESERVE, -1, 0);
         if (ring_mem == MAP_FAILED || data == MAP_FAILED) {
             if (ring_mem != MAP_FAILED) ::munmap(ring_mem, ring_bytes);
-            if (data != MAP_FAILED) ::munmap(data, std::size_t(recv_buffers) * recv_buffer_size);
+            if (data != MAP_FAILED) ::munmap(data, data_bytes);
             buffers_failed_ = true;
             return false;
         }
+        // The kernel takes buffers in ring order, so a busy loop cycles through the whole pool:
+        // on 4 KiB pages every receive would be a TLB miss. Refused (THP off): so be it.
+        (void)::madvise(data, data_bytes, MADV_HUGEPAGE);
         io_uring_buf_reg reg{};
         reg.ring_addr = reinterpret_cast<std::uint64_t>(ring_mem);
-        reg.ring_entries = recv_buffers;
+        reg.ring_entries = recv_buffers_max;
         reg.bgid = recv_group;
         ++calls;
         if (io_uring_register_buf_ring(&ring_, &reg, 0) < 0) {
             ::munmap(ring_mem, ring_bytes);
-            ::munmap(data, std::size_t(recv_buffers) * recv_buffer_size);
+            ::munmap(data, data_bytes);
             buffers_failed_ = true;
             return false;
         }
         br_ = static_cast<io_uring_buf_ring*>(ring_mem);
         bufs_ = static_cast<char*>(data);
         io_uring_buf_ring_init(br_);
-        for (unsigned i = 0; i < recv_buffers; ++i) give_back(std::uint16_t(i), i, false);
-        io_uring_buf_ring_advance(br_, int(recv_buffers));
+        nbufs_ = recv_buffers_initial;
+        for (unsigned i = 0; i < nbufs_; ++i) add_buffer(std::uint16_t(i), i);
+        io_uring_buf_ring_advance(br_, int(nbufs_));
         return true;
     }
 
-    void give_back(std::uint16_t bid, unsigned offset = 0, bool advance = true) noexcept {
+    // The kernel found the pool empty: doubles it, unless it is at its largest (false). The
+    // receives that met the empty pool in one pass of the kernel complete in one drain; the
+    // first one's growth serves them all.
+    bool grow_buffers() noexcept {
+        if (grown_) return true;
+        if (nbufs_ >= recv_buffers_max) return false;
+        grown_ = true;
+        const unsigned more = nbufs_;
+        for (unsigned i = 0; i < more; ++i) add_buffer(std::uint16_t(nbufs_ + i), i);
+        io_uring_buf_ring_advance(br_, int(more));
+        nbufs_ += more;
+        return true;
+    }
+
+    // Puts a buffer `offset` entries past the ring's tail; the caller advances the tail.
+    void add_buffer(std::uint16_t bid, unsigned offset) noexcept {
         io_uring_buf_ring_add(br_, bufs_ + std::size_t(bid) * recv_buffer_size, recv_buffer_size,
-                              bid, io_uring_buf_ring_mask(recv_buffers), int(offset));
-        if (advance) io_uring_buf_ring_advance(br_, 1);
+                              bid, io_uring_buf_ring_mask(recv_buffers_max), int(offset));
+    }
+
+    // A buffer the kernel filled is read (or dropped): the kernel may fill it again.
+    void give_back(std::uint16_t bid) noexcept {
+        add_buffer(bid, 0);
+        io_uring_buf_ring_advance(br_, 1);
     }
 
     recv_stream* parked_on(io_wait& w) noexcept {
@@ -735,6 +771,7 @@ private:
 
     void on_stream(event_loop& loop, recv_stream& rs, const io_uring_cqe* cqe) noexcept {
         const bool more = cqe->flags & IORING_CQE_F_MORE;
+        const bool starved = cqe->res == -ENOBUFS && !grow_buffers();
         int not_connected = 0;
         if (!rs.dead) {
             not_connected = take_received(rs, cqe->res, cqe->flags);
@@ -769,9 +806,9 @@ private:
                 rs.waiter = nullptr;  // nothing will come through the stream: ask the kernel
                 w->in_flight = true;
                 submit_poll(*w);
-            } else if (!rs.armed && (cqe->res == -ENOBUFS || buffers_failed_)) {
-                // Every buffer is queued on some socket (or the kernel cannot do multishot
-                // receives): this read takes the classic path.
+            } else if (!rs.armed && (starved || buffers_failed_)) {
+                // Every buffer of the largest pool is queued on some socket (or the kernel
+                // cannot do multishot receives): this read takes the classic path.
                 rs.waiter = nullptr;
                 w->in_flight = true;
                 submit_plain_recv(*w);
@@ -811,6 +848,8 @@ private:
     bool quiescing_ = false;
     io_uring_buf_ring* br_ = nullptr;
     char* bufs_ = nullptr;
+    unsigned nbufs_ = 0;  // buffers in the pool: ids 0 to nbufs_ - 1
+    bool grown_ = false;  // the pool grew in this drain()
     bool buffers_failed_ = false;
     std::vector<recv_stream*> streams_;  // by fd
     std::vector<recv_stream*> dying_;    // forgotten, waiting for their last completion
