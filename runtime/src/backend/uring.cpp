@@ -538,8 +538,18 @@ private:
             fatal(std::string("io_uring_enter: ") + std::strerror(-r));
         drain(loop);
         // The kernel runs a bounded batch of completions' task work per enter (20 on recent
-        // kernels) and flags the rest: fetch those now, not one loop iteration later each.
-        for (int i = 0; i < 64 && (task_work_pending() || cq_overflow()); ++i) {
+        // kernels) and flags the rest. One more batch now, the rest after the tasks have run.
+        // Fetching it all (up to 64 batches, as before) ran a thousand echo connections'
+        // receives back to back before any task answered; the kernel then frees a thousand
+        // received packets here on behalf of the sender's CPU and interrupts that CPU every 32
+        // (perf: 6 % of the server's time in x2apic_send_IPI). 1,000 x 64 B echo went from
+        // 0.95x epoll to 1.03x; pipe_chain on io_uring did not move.
+        for (int i = 0; i < 64 && cq_overflow(); ++i) {  // completions the CQ had no room for
+            ++calls;
+            io_uring_get_events(&ring_);
+            drain(loop);
+        }
+        if (task_work_pending()) {
             ++calls;
             io_uring_get_events(&ring_);
             drain(loop);
