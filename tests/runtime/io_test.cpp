@@ -748,6 +748,95 @@ TEST_CASE("a reader that reads once per wake-up gets every byte in order, then E
     CHECK(wakeups > 1);
 }
 
+// The same with messages of several KiB read into a large buffer (under io_uring such reads
+// stay direct system calls, and a read of at most 4 KiB switches the socket to its multishot
+// receive): every later arrival is reported however the reads and arrivals interleave.
+TEST_CASE("a reader of long messages, once per wake-up, gets every byte in order, then EOF") {
+    coev::event_loop loop;
+    watchdog dog(loop);
+    auto ab_ = make_socket_pair();
+    auto& a = ab_.a;
+    auto& b = ab_.b;
+    std::string got, sent;
+    bool eof = false;
+    int wakeups = 0;
+    auto reader = [&]() -> coev::task<> {
+        std::vector<char> buf(64 * 1024);
+        for (int i = 0; i < 100'000 && !eof; ++i) {
+            auto ready = co_await coev::wait_read_ready(b.get());
+            REQUIRE(ready);
+            ++wakeups;
+            auto n = coev::try_read_some(b.get(), std::as_writable_bytes(std::span(buf)));
+            if (!n) {
+                CHECK(n.error() == std::errc::resource_unavailable_try_again);
+                continue;
+            }
+            if (*n == 0) eof = true;
+            got.append(buf.data(), *n);
+            // Now and then the reader is slow, and several messages wait for one read.
+            if (i % 5 == 0) (void)co_await coev::sleep_for(std::chrono::microseconds(300));
+        }
+    };
+    auto writer = [&]() -> coev::task<> {
+        for (int i = 0; i < 200; ++i) {
+            std::string m = "message " + std::to_string(i) + ':';
+            m += std::string(std::size_t(5000 + (i * 997) % 15000), char('a' + i % 26));
+            auto n = co_await coev::write_all(a.get(), std::as_bytes(std::span(m)));
+            REQUIRE(n);
+            sent += m;
+            if (i % 3 == 0) (void)co_await coev::sleep_for(std::chrono::microseconds(200));
+        }
+        ::shutdown(a.get(), SHUT_WR);
+    };
+    coev::spawn(loop, reader());
+    coev::spawn(loop, writer());
+    loop.run();
+    CHECK_FALSE(dog.fired());
+    CHECK(eof);
+    CHECK(got.size() == sent.size());
+    CHECK(got == sent);
+    CHECK(wakeups > 1);
+}
+
+// The bytes and the FIN arrive together, after the reader has waited once: the read that takes
+// the bytes comes up short, and no later arrival will announce the EOF behind them.
+TEST_CASE("an edge-triggered reader sees the EOF that came with its last long read") {
+    coev::event_loop loop;
+    watchdog dog(loop);
+    auto ab_ = make_socket_pair();
+    auto& a = ab_.a;
+    auto& b = ab_.b;
+    const std::string block(10'000, 'z');
+    std::string got;
+    bool eof = false;
+    auto reader = [&]() -> coev::task<> {
+        std::vector<char> buf(64 * 1024);
+        for (int i = 0; i < 1000 && !eof; ++i) {
+            auto ready = co_await coev::wait_read_ready(b.get());
+            REQUIRE(ready);
+            auto n = coev::try_read_some(b.get(), std::as_writable_bytes(std::span(buf)));
+            if (!n) {
+                CHECK(n.error() == std::errc::resource_unavailable_try_again);
+                continue;
+            }
+            if (*n == 0) eof = true;
+            got.append(buf.data(), *n);
+        }
+    };
+    auto writer = [&]() -> coev::task<> {
+        REQUIRE(send_now(a.get(), block) == long(block.size()));
+        (void)co_await coev::sleep_for(20ms);  // the reader has read it and waits again
+        REQUIRE(send_now(a.get(), block) == long(block.size()));
+        ::shutdown(a.get(), SHUT_WR);
+    };
+    coev::spawn(loop, reader());
+    coev::spawn(loop, writer());
+    loop.run();
+    CHECK_FALSE(dog.fired());
+    CHECK(eof);
+    CHECK(got == block + block);
+}
+
 TEST_CASE("try_write_some reports EAGAIN once the socket is full") {
     coev::event_loop loop;
     auto pair = make_socket_pair();  // pair.b stays open and unread

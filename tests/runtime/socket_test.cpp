@@ -322,3 +322,53 @@ TEST_CASE("bytes sent after urgent data are read without waiting for more") {
     CHECK(received == "helloabworld");
     CHECK_FALSE(wd.fired());
 }
+
+// The same for a reader that waits with wait_read_ready() and reads several KiB at a time
+// (under io_uring these reads stay direct system calls). The read stops at the mark after the
+// second block, short of the buffer, with "world" queued behind it: an edge-triggered wait that
+// took that for a drained socket would wait for an arrival that never comes.
+TEST_CASE("an edge-triggered reader reads past urgent data without waiting for more") {
+    coev::event_loop loop;
+    sockaddr_storage addr{};
+    socklen_t len = 0;
+    auto listener = listen_on_loopback(AF_INET, addr, len);
+    const std::string block(10'000, 'x');
+    std::string received;
+    bool server_done = false, timed_out = false;
+    auto server = [&]() -> coev::task<> {
+        auto conn = co_await coev::accept(listener.get(), nullptr, nullptr);
+        REQUIRE(conn.has_value());
+        std::vector<char> buf(64 * 1024);
+        while (received.size() < 2 * block.size() + 5) {
+            auto ready = co_await coev::with_timeout(2s, coev::wait_read_ready(conn->get()));
+            if (!ready) {
+                timed_out = true;
+                break;
+            }
+            auto n = coev::try_read_some(conn->get(), std::as_writable_bytes(std::span(buf)));
+            if (!n && n.error() == std::errc::resource_unavailable_try_again) continue;
+            if (!n || *n == 0) break;
+            received += as_string(buf.data(), *n);
+        }
+        server_done = true;
+    };
+    auto client = [&]() -> coev::task<> {
+        auto fd = tcp_socket(AF_INET);
+        auto c = co_await coev::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), len);
+        REQUIRE(c.has_value());
+        (void)co_await coev::sleep_for(20ms);  // the server waits first
+        REQUIRE(::send(fd.get(), block.data(), block.size(), 0) == long(block.size()));
+        (void)co_await coev::sleep_for(20ms);  // the server has read it and waits again
+        REQUIRE(::send(fd.get(), block.data(), block.size(), 0) == long(block.size()));
+        REQUIRE(::send(fd.get(), "c", 1, MSG_OOB) == 1);
+        REQUIRE(::send(fd.get(), "world", 5, 0) == 5);
+        for (int i = 0; i < 500 && !server_done; ++i) (void)co_await coev::sleep_for(10ms);
+    };
+    coev::spawn(loop, server());
+    coev::spawn(loop, client());
+    watchdog wd(loop);
+    loop.run();
+    CHECK_FALSE(timed_out);
+    CHECK(received == block + block + "world");
+    CHECK_FALSE(wd.fired());
+}
