@@ -38,7 +38,7 @@ constexpr std::uint64_t cancel_tag = 5;
 constexpr unsigned ring_entries = 1024;
 
 // Provided buffers for multishot receives: shared by every socket of the loop, taken only while
-// data waits to be read, so an idle connection holds none. The pool starts at one huge page and
+// data waits to be read, so an idle connection holds none. The pool starts at 512 (2 MiB) and
 // doubles whenever the kernel finds it empty: a thousand busy connections each hold a buffer
 // between a loop's turns, and an empty pool ends every multishot receive it meets.
 constexpr unsigned recv_buffers_initial = 512;
@@ -624,9 +624,6 @@ private:
             buffers_failed_ = true;
             return false;
         }
-        // The kernel takes buffers in ring order, so a busy loop cycles through the whole pool:
-        // on 4 KiB pages every receive would be a TLB miss. Refused (THP off): so be it.
-        (void)::madvise(data, data_bytes, MADV_HUGEPAGE);
         io_uring_buf_reg reg{};
         reg.ring_addr = reinterpret_cast<std::uint64_t>(ring_mem);
         reg.ring_entries = recv_buffers_max;
