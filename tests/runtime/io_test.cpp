@@ -33,6 +33,34 @@ std::string as_string(const std::vector<std::byte>& buf, std::size_t n) {
     return std::string(reinterpret_cast<const char*>(buf.data()), n);
 }
 
+// What read_per_wakeup() got.
+struct wakeup_reader {
+    std::string got;
+    bool eof = false;
+    int wakeups = 0;
+};
+
+// Reads `fd` the way an echo server does: one try_read_some() into `size` bytes per
+// wait_read_ready(), until EOF; when `pause_every` is not 0, a 300 us pause after every
+// pause_every-th read lets several arrivals wait for one read.
+coev::task<> read_per_wakeup(int fd, std::size_t size, wakeup_reader& r, int pause_every = 0) {
+    std::vector<char> buf(size);
+    for (int i = 0; i < 100'000 && !r.eof; ++i) {
+        auto ready = co_await coev::wait_read_ready(fd);
+        REQUIRE(ready);
+        ++r.wakeups;
+        auto n = coev::try_read_some(fd, std::as_writable_bytes(std::span(buf)));
+        if (!n) {
+            CHECK(n.error() == std::errc::resource_unavailable_try_again);
+            continue;
+        }
+        if (*n == 0) r.eof = true;
+        r.got.append(buf.data(), *n);
+        if (pause_every != 0 && i % pause_every == 0)
+            (void)co_await coev::sleep_for(std::chrono::microseconds(300));
+    }
+}
+
 }  // namespace
 
 TEST_CASE("a readiness wait fires once and is then no longer pending") {
@@ -708,24 +736,8 @@ TEST_CASE("a reader that reads once per wake-up gets every byte in order, then E
     auto ab_ = make_socket_pair();
     auto& a = ab_.a;
     auto& b = ab_.b;
-    std::string got, sent;
-    bool eof = false;
-    int wakeups = 0;
-    auto reader = [&]() -> coev::task<> {
-        for (int i = 0; i < 100'000 && !eof; ++i) {
-            auto ready = co_await coev::wait_read_ready(b.get());
-            REQUIRE(ready);
-            ++wakeups;
-            char buf[40];  // most messages fit; the long ones take two wake-ups
-            auto n = coev::try_read_some(b.get(), std::as_writable_bytes(std::span(buf)));
-            if (!n) {
-                CHECK(n.error() == std::errc::resource_unavailable_try_again);
-                continue;
-            }
-            if (*n == 0) eof = true;
-            got.append(buf, *n);
-        }
-    };
+    std::string sent;
+    wakeup_reader r;
     auto writer = [&]() -> coev::task<> {
         for (int i = 0; i < 300; ++i) {
             // Short, long and back-to-back messages; the reader is often idle in between.
@@ -739,13 +751,14 @@ TEST_CASE("a reader that reads once per wake-up gets every byte in order, then E
         }
         ::shutdown(a.get(), SHUT_WR);
     };
-    coev::spawn(loop, reader());
+    // 40 bytes: most messages fit; the long ones take two wake-ups.
+    coev::spawn(loop, read_per_wakeup(b.get(), 40, r));
     coev::spawn(loop, writer());
     loop.run();
     CHECK_FALSE(dog.fired());
-    CHECK(eof);
-    CHECK(got == sent);
-    CHECK(wakeups > 1);
+    CHECK(r.eof);
+    CHECK(r.got == sent);
+    CHECK(r.wakeups > 1);
 }
 
 // The same with messages of several KiB read into a large buffer (under io_uring such reads
@@ -757,26 +770,8 @@ TEST_CASE("a reader of long messages, once per wake-up, gets every byte in order
     auto ab_ = make_socket_pair();
     auto& a = ab_.a;
     auto& b = ab_.b;
-    std::string got, sent;
-    bool eof = false;
-    int wakeups = 0;
-    auto reader = [&]() -> coev::task<> {
-        std::vector<char> buf(64 * 1024);
-        for (int i = 0; i < 100'000 && !eof; ++i) {
-            auto ready = co_await coev::wait_read_ready(b.get());
-            REQUIRE(ready);
-            ++wakeups;
-            auto n = coev::try_read_some(b.get(), std::as_writable_bytes(std::span(buf)));
-            if (!n) {
-                CHECK(n.error() == std::errc::resource_unavailable_try_again);
-                continue;
-            }
-            if (*n == 0) eof = true;
-            got.append(buf.data(), *n);
-            // Now and then the reader is slow, and several messages wait for one read.
-            if (i % 5 == 0) (void)co_await coev::sleep_for(std::chrono::microseconds(300));
-        }
-    };
+    std::string sent;
+    wakeup_reader r;
     auto writer = [&]() -> coev::task<> {
         for (int i = 0; i < 200; ++i) {
             std::string m = "message " + std::to_string(i) + ':';
@@ -788,14 +783,14 @@ TEST_CASE("a reader of long messages, once per wake-up, gets every byte in order
         }
         ::shutdown(a.get(), SHUT_WR);
     };
-    coev::spawn(loop, reader());
+    coev::spawn(loop, read_per_wakeup(b.get(), 64 * 1024, r, 5));
     coev::spawn(loop, writer());
     loop.run();
     CHECK_FALSE(dog.fired());
-    CHECK(eof);
-    CHECK(got.size() == sent.size());
-    CHECK(got == sent);
-    CHECK(wakeups > 1);
+    CHECK(r.eof);
+    CHECK(r.got.size() == sent.size());
+    CHECK(r.got == sent);
+    CHECK(r.wakeups > 1);
 }
 
 // The bytes and the FIN arrive together, after the reader has waited once: the read that takes
@@ -807,34 +802,19 @@ TEST_CASE("an edge-triggered reader sees the EOF that came with its last long re
     auto& a = ab_.a;
     auto& b = ab_.b;
     const std::string block(10'000, 'z');
-    std::string got;
-    bool eof = false;
-    auto reader = [&]() -> coev::task<> {
-        std::vector<char> buf(64 * 1024);
-        for (int i = 0; i < 1000 && !eof; ++i) {
-            auto ready = co_await coev::wait_read_ready(b.get());
-            REQUIRE(ready);
-            auto n = coev::try_read_some(b.get(), std::as_writable_bytes(std::span(buf)));
-            if (!n) {
-                CHECK(n.error() == std::errc::resource_unavailable_try_again);
-                continue;
-            }
-            if (*n == 0) eof = true;
-            got.append(buf.data(), *n);
-        }
-    };
+    wakeup_reader r;
     auto writer = [&]() -> coev::task<> {
         REQUIRE(send_now(a.get(), block) == long(block.size()));
         (void)co_await coev::sleep_for(20ms);  // the reader has read it and waits again
         REQUIRE(send_now(a.get(), block) == long(block.size()));
         ::shutdown(a.get(), SHUT_WR);
     };
-    coev::spawn(loop, reader());
+    coev::spawn(loop, read_per_wakeup(b.get(), 64 * 1024, r));
     coev::spawn(loop, writer());
     loop.run();
     CHECK_FALSE(dog.fired());
-    CHECK(eof);
-    CHECK(got == block + block);
+    CHECK(r.eof);
+    CHECK(r.got == block + block);
 }
 
 TEST_CASE("try_write_some reports EAGAIN once the socket is full") {
