@@ -209,7 +209,8 @@ event_loop::~event_loop() {
     dying_ = true;
     for (auto& q : ready_) {
         while (!q.starts.empty()) {
-            detail::pending_start s = q.pop_start();
+            const detail::start_queue::view s = q.front_start();
+            q.drop_start();
             // Suspended at its start, as far as its author can tell.
             if (debug_mode()) report_misuse("task still suspended when its loop was destroyed",
                                             root_site(s.promise));
@@ -426,10 +427,11 @@ void event_loop::run_ready() {
                 // The array shows frames further ahead than the list's one-step look does.
                 if (void* ahead = q.start_ahead(start_lookahead)) prefetch_start(ahead);
                 // Used in place: the token moves once more, into the promise.
-                detail::pending_start& s = q.front_start();
+                const detail::start_queue::view s = q.front_start();
                 const std::coroutine_handle<> h = s.handle;
-                detail::init_root(*this, h, *s.promise, s.detached, std::move(s.token),
-                                  std::uint8_t(p));
+                std::stop_token none;
+                detail::init_root(*this, h, *s.promise, s.detached,
+                                  std::move(s.token ? *s.token : none), std::uint8_t(p));
                 q.drop_start();
                 ++counters_.resumed;
                 fast_ops_ = 0;
@@ -813,7 +815,7 @@ void start_root(event_loop& loop, std::coroutine_handle<> h, promise_base& p, bo
         init_root(loop, h, p, detached, std::move(token), prio);
         return;
     }
-    // Nothing else touches the frame until the loop starts the task (see pending_start).
+    // Nothing else touches the frame until the loop starts the task (see start_queue).
     try {
         loop.queue_start(p, h, std::move(token), prio, detached);
     } catch (...) {

@@ -15,7 +15,7 @@ constexpr std::size_t last_segment_bytes = big_array_bytes;  // mapped, with hug
 constexpr std::size_t kept_bytes = 64 * 1024;
 }  // namespace
 
-void start_queue::grow() {
+void segment_chain::grow(std::size_t item_bytes) {
     std::size_t bytes = tail_ ? std::min(2 * tail_->bytes, last_segment_bytes)
                               : first_segment_bytes;
     segment* g;
@@ -31,14 +31,14 @@ void start_queue::grow() {
         g->bytes = bytes;
     }
     g->next = nullptr;
-    g->cap = (g->bytes - sizeof(segment)) / sizeof(pending_start);
+    g->cap = (g->bytes - sizeof(segment)) / item_bytes;
     g->begin = g->end = 0;
     if (tail_) tail_->next = g;
     else head_ = g;
     tail_ = g;
 }
 
-void start_queue::drop_head() noexcept {
+void segment_chain::drop_head() noexcept {
     segment* g = head_;
     if (g != tail_) {
         head_ = g->next;
@@ -58,7 +58,7 @@ void start_queue::drop_head() noexcept {
     }
 }
 
-void start_queue::free_segment(segment* g) noexcept {
+void segment_chain::free_segment(segment* g) noexcept {
     if (!g) return;
     if (g->bytes >= big_array_bytes) unmap_pages(g, g->bytes);
     else std::free(g);

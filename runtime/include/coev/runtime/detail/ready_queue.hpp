@@ -20,85 +20,27 @@ struct ready_node {
     ready_node* next = nullptr;
     std::coroutine_handle<> handle;
     std::uint8_t priority = 0;
-    std::uint32_t seq = 0;  // place in the queue's order, beside the pending starts
+    std::uint32_t seq = 0;  // how many starts its queue had taken when it was queued
 };
 
-/// A spawned task the loop has not started yet. Its frame is cold when many are spawned at
-/// once; what spawn() would write into it waits here, in order, until the loop starts the task
-/// and can load the frames a few ahead (bench/timers spawns a million).
-struct pending_start {
-    promise_base* promise;
-    std::coroutine_handle<> handle;
-    std::stop_token token;
-    std::uint32_t seq;
-    bool detached;  // false: run()'s task, which run() owns
-};
-
-/// The pending starts of one priority, first in first out, in segments that double in size:
-/// a burst grows the queue without copying it, and a large burst's segments are mapped with
-/// huge pages (pages.hpp), a few page faults for a million spawns. One drained segment is kept
-/// for the next burst.
-class start_queue {
-public:
-    start_queue() noexcept = default;
-    start_queue(const start_queue&) = delete;
-    start_queue& operator=(const start_queue&) = delete;
-    ~start_queue() {
-        clear();
-        free_segment(head_);  // an emptied small segment stays for reuse
-        free_segment(spare_);
-    }
-
-    bool empty() const noexcept { return size_ == 0; }
-    std::size_t size() const noexcept { return size_; }
-    /// Builds the entry in place (a spawn moves its stop token once, not through copies);
-    /// may throw std::bad_alloc, and nothing is queued then.
-    void emplace_back(promise_base* p, std::coroutine_handle<> h, std::stop_token&& token,
-                      std::uint32_t seq, bool detached) {
-        if (!tail_ || tail_->end == tail_->cap) grow();
-        ::new (static_cast<void*>(tail_->items() + tail_->end))
-            pending_start{p, h, std::move(token), seq, detached};
-        ++tail_->end;
-        ++size_;
-    }
-    const pending_start& front() const noexcept { return head_->items()[head_->begin]; }
-    pending_start& front() noexcept { return head_->items()[head_->begin]; }
-    /// Ends the front entry (after its fields were used in place).
-    void drop_front() noexcept {
-        head_->items()[head_->begin].~pending_start();
-        --size_;
-        if (++head_->begin == head_->end) drop_head();
-    }
-    pending_start pop_front() noexcept {
-        pending_start s = std::move(front());
-        drop_front();
-        return s;
-    }
-    /// The frame of the entry `k` places after the front, or null (for prefetching).
-    void* frame_ahead(std::size_t k) const noexcept {
-        for (const segment* g = head_; g; g = g->next) {
-            std::size_t here = g->end - g->begin;
-            if (k < here) return g->items()[g->begin + k].handle.address();
-            k -= here;
-        }
-        return nullptr;
-    }
-    void clear() noexcept {
-        while (!empty()) pop_front();
-    }
-
-private:
+/// A FIFO of T in segments that double in size: a burst grows it without copying, and a large
+/// burst's segments are mapped with huge pages (pages.hpp), a few page faults for a million
+/// entries. One drained segment is kept for the next burst.
+class segment_chain {
+protected:
     struct segment {
         segment* next;
         std::size_t bytes;  // of the whole allocation
         std::size_t cap, begin, end;
-        pending_start* items() noexcept { return reinterpret_cast<pending_start*>(this + 1); }
-        const pending_start* items() const noexcept {
-            return reinterpret_cast<const pending_start*>(this + 1);
-        }
     };
-    static_assert(sizeof(segment) % alignof(pending_start) == 0);
-    void grow();
+    segment_chain() noexcept = default;
+    segment_chain(const segment_chain&) = delete;
+    segment_chain& operator=(const segment_chain&) = delete;
+    ~segment_chain() {
+        free_segment(head_);  // an emptied small segment stays for reuse
+        free_segment(spare_);
+    }
+    void grow(std::size_t item_bytes);
     void drop_head() noexcept;
     static void free_segment(segment* g) noexcept;
 
@@ -108,6 +50,130 @@ private:
     std::size_t size_ = 0;
 };
 
+template <class T> class segmented_fifo : segment_chain {
+public:
+    segmented_fifo() noexcept = default;
+    ~segmented_fifo() { clear(); }
+
+    bool empty() const noexcept { return size_ == 0; }
+    std::size_t size() const noexcept { return size_; }
+    /// Makes room for one more entry; may throw std::bad_alloc.
+    void reserve_one() {
+        if (!tail_ || tail_->end == tail_->cap) grow(sizeof(T));
+    }
+    /// May throw std::bad_alloc (only when no room was reserved); nothing is queued then.
+    template <class... A> void emplace_back(A&&... a) {
+        reserve_one();
+        ::new (static_cast<void*>(items(tail_) + tail_->end)) T{std::forward<A>(a)...};
+        ++tail_->end;
+        ++size_;
+    }
+    T& front() noexcept { return items(head_)[head_->begin]; }
+    const T& front() const noexcept { return items(head_)[head_->begin]; }
+    void drop_front() noexcept {
+        items(head_)[head_->begin].~T();
+        --size_;
+        if (++head_->begin == head_->end) drop_head();
+    }
+    /// The entry `k` places after the front, or null.
+    const T* ahead(std::size_t k) const noexcept {
+        for (const segment* g = head_; g; g = g->next) {
+            std::size_t here = g->end - g->begin;
+            if (k < here) return items(g) + g->begin + k;
+            k -= here;
+        }
+        return nullptr;
+    }
+    void clear() noexcept {
+        while (!empty()) drop_front();
+    }
+
+private:
+    static_assert(sizeof(segment) % alignof(T) == 0);
+    static T* items(segment* g) noexcept { return reinterpret_cast<T*>(g + 1); }
+    static const T* items(const segment* g) noexcept {
+        return reinterpret_cast<const T*>(g + 1);
+    }
+};
+
+/// Where GCC and Clang put a coroutine's promise: right after its resume and destroy
+/// pointers, when the promise's alignment is no stricter than theirs.
+inline constexpr std::ptrdiff_t usual_promise_offset = 2 * sizeof(void*);
+
+/// The spawned tasks the loop has not started yet. A task's frame is cold when many are
+/// spawned at once; what spawn() would write into it waits here, in order, until the loop
+/// starts the task and can load the frames a few ahead (bench/timers spawns a million). An
+/// entry is one word, the frame's address with two flags: every byte queued is memory a burst
+/// of spawns touches for the first time, and fresh memory is slow on a virtual machine. A
+/// stop token (and a promise not where it usually is) goes beside it, in a second queue.
+class start_queue {
+public:
+    /// One queued start, seen in place.
+    struct view {
+        std::coroutine_handle<> handle;
+        promise_base* promise;
+        std::stop_token* token;  // null: the task has none
+        bool detached;           // false: run()'s task, which run() owns
+    };
+
+    bool empty() const noexcept { return words_.empty(); }
+    std::size_t size() const noexcept { return words_.size(); }
+    /// Moves `token` in only when it has a stop state; may throw std::bad_alloc, and nothing
+    /// is queued then.
+    void push(promise_base* p, std::coroutine_handle<> h, std::stop_token&& token,
+              bool detached) {
+        auto frame = reinterpret_cast<std::uintptr_t>(h.address());
+        std::uintptr_t w = frame | (detached ? detached_bit : 0);
+        words_.reserve_one();
+        // Compared as states, not with stop_possible(), which would read a cold stop state.
+        if (token != std::stop_token{} ||
+            reinterpret_cast<std::uintptr_t>(p) - frame != std::uintptr_t(usual_promise_offset)) {
+            extras_.emplace_back(std::move(token), p);
+            w |= extra_bit;
+        }
+        words_.emplace_back(w);  // cannot throw now
+    }
+    view front() noexcept {
+        const std::uintptr_t w = words_.front();
+        void* frame = reinterpret_cast<void*>(w & ~flag_mask);
+        view v{std::coroutine_handle<>::from_address(frame), nullptr, nullptr,
+               (w & detached_bit) != 0};
+        if (w & extra_bit) {
+            extra& x = extras_.front();
+            v.promise = x.promise;
+            v.token = &x.token;
+        } else {
+            v.promise = reinterpret_cast<promise_base*>(static_cast<char*>(frame) +
+                                                        usual_promise_offset);
+        }
+        return v;
+    }
+    void drop_front() noexcept {
+        if (words_.front() & extra_bit) extras_.drop_front();
+        words_.drop_front();
+    }
+    /// The frame of the entry `k` places after the front, or null (for prefetching).
+    void* frame_ahead(std::size_t k) const noexcept {
+        const std::uintptr_t* w = words_.ahead(k);
+        return w ? reinterpret_cast<void*>(*w & ~flag_mask) : nullptr;
+    }
+    void clear() noexcept {
+        words_.clear();
+        extras_.clear();
+    }
+
+private:
+    static constexpr std::uintptr_t detached_bit = 1, extra_bit = 2, flag_mask = 3;
+    static_assert(alignof(std::max_align_t) > flag_mask, "frames leave two low bits free");
+    struct extra {
+        std::stop_token token;
+        promise_base* promise;
+    };
+
+    segmented_fifo<std::uintptr_t> words_;
+    segmented_fifo<extra> extras_;
+};
+
 /// One priority's queue: woken coroutines (intrusive, allocation-free) and pending starts,
 /// taken in the order they were queued.
 struct ready_list {
@@ -115,7 +181,9 @@ struct ready_list {
     ready_node** tail = &head;
     std::size_t size = 0;  // nodes; see count()
     start_queue starts;
-    std::uint32_t next_seq = 0;
+    // Starts queued and taken so far (mod 2^32): a node queued when `starts_in` was k comes
+    // after the starts numbered below k, so the starts need no sequence number of their own.
+    std::uint32_t starts_in = 0, starts_out = 0;
 
     ready_list() = default;
     // `tail` may point at our own `head`: a copy would point into the original.
@@ -128,12 +196,13 @@ struct ready_list {
         tail = &head;
         size = 0;
         starts.clear();
+        starts_in = starts_out = 0;
     }
     bool empty() const noexcept { return head == nullptr && starts.empty(); }
     std::size_t count() const noexcept { return size + starts.size(); }
     void push(ready_node* n) noexcept {
         n->next = nullptr;
-        n->seq = next_seq++;
+        n->seq = starts_in;
         *tail = n;
         tail = &n->next;
         ++size;
@@ -148,21 +217,23 @@ struct ready_list {
     /// May throw (std::bad_alloc); nothing is queued then.
     void push_start(promise_base* p, std::coroutine_handle<> h, std::stop_token&& token,
                     bool detached) {
-        starts.emplace_back(p, h, std::move(token), next_seq, detached);
-        ++next_seq;
+        starts.push(p, h, std::move(token), detached);
+        ++starts_in;
     }
     /// Whether the next to run is a pending start rather than a node.
     bool start_next() const noexcept {
         if (starts.empty()) return false;
         // Wrap-safe: fewer than 2^31 entries are ever queued at once.
-        return !head || std::int32_t(starts.front().seq - head->seq) < 0;
+        return !head || std::int32_t(starts_out - head->seq) < 0;
     }
     /// The frame of the pending start `k` places after the next, or null.
     void* start_ahead(std::size_t k) const noexcept { return starts.frame_ahead(k); }
-    pending_start pop_start() noexcept { return starts.pop_front(); }
     /// The next pending start, used in place; drop_start() ends it.
-    pending_start& front_start() noexcept { return starts.front(); }
-    void drop_start() noexcept { starts.drop_front(); }
+    start_queue::view front_start() noexcept { return starts.front(); }
+    void drop_start() noexcept {
+        starts.drop_front();
+        ++starts_out;
+    }
     /// Unlinks `n` if it is queued here (rare path: a frame destroyed while queued).
     bool remove(ready_node* n) noexcept {
         for (ready_node** p = &head; *p; p = &(*p)->next) {
