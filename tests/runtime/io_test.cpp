@@ -5,6 +5,7 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
@@ -676,6 +677,50 @@ TEST_CASE("10,000 concurrent waits on one loop all complete") {
     watchdog wd(loop, 30s);
     loop.run();
     CHECK(done == 2 * pairs);
+    CHECK_FALSE(wd.fired());
+}
+
+TEST_CASE("fds whose waits ended, then closed and reused, wake exactly their next waiters") {
+    // poll parks the entry of a wait that ended and drops parked entries in bulk; the fds'
+    // places in its array must stay right through that, through closes and reused numbers.
+    coev::event_loop loop;
+    constexpr int pairs = 300;
+    REQUIRE(coev_test::raise_fd_limit() >= rlim_t(2 * pairs + 100));
+    std::vector<coev_test::socket_pair> sockets;
+    for (int i = 0; i < pairs; ++i) sockets.push_back(make_socket_pair());
+    std::vector<int> woke(pairs, 0);
+    auto waiter = [&](int i) -> coev::task<> {
+        if (co_await coev::wait_readable(sockets[std::size_t(i)].a.get())) ++woke[std::size_t(i)];
+    };
+    auto drain = [&](int i) {
+        char buf[16];
+        while (::recv(sockets[std::size_t(i)].a.get(), buf, sizeof buf, 0) > 0) {
+        }
+    };
+    watchdog wd(loop, 30s);
+    // Every wait ends: all their entries are parked at once.
+    for (int i = 0; i < pairs; ++i) coev::spawn(loop, waiter(i));
+    loop.poll();
+    for (int i = 0; i < pairs; ++i) send_now(sockets[std::size_t(i)].b.get(), "x");
+    loop.run();
+    CHECK(std::count(woke.begin(), woke.end(), 1) == pairs);
+    // Half the pairs closed while nobody waits, and made again: their fd numbers come back.
+    for (int i = 0; i < pairs; ++i) drain(i);
+    for (int i = 0; i < pairs / 2; ++i) sockets[std::size_t(i)] = coev_test::socket_pair{};
+    for (int i = 0; i < pairs / 2; ++i) sockets[std::size_t(i)] = make_socket_pair();
+    std::fill(woke.begin(), woke.end(), 0);
+    for (int i = 0; i < pairs; ++i) coev::spawn(loop, waiter(i));
+    loop.poll();
+    // Every third socket gets a byte: exactly its waiter wakes, old fd or new.
+    for (int i = 0; i < pairs; i += 3) send_now(sockets[std::size_t(i)].b.get(), "y");
+    for (int k = 0; k < 5; ++k) loop.poll();
+    int right = 0;
+    for (int i = 0; i < pairs; ++i) right += woke[std::size_t(i)] == (i % 3 == 0 ? 1 : 0);
+    CHECK(right == pairs);
+    for (int i = 0; i < pairs; ++i)
+        if (i % 3 != 0) send_now(sockets[std::size_t(i)].b.get(), "z");
+    loop.run();
+    CHECK(std::count(woke.begin(), woke.end(), 1) == pairs);
     CHECK_FALSE(wd.fired());
 }
 
