@@ -25,7 +25,7 @@ bool debug_from_env() noexcept {
     const char* v = std::getenv("COEV_DEBUG");
     return v && *v && *v != '0';
 }
-std::atomic<bool> debug_on{debug_from_env()};
+
 
 const char* level_name(log_level l) noexcept {
     switch (l) {
@@ -54,6 +54,10 @@ public:
 };
 
 }  // namespace
+
+namespace detail {
+std::atomic<bool> debug_on{debug_from_env()};
+}  // namespace detail
 
 const std::error_category& error_category() noexcept {
     static const coev_category c;
@@ -99,8 +103,7 @@ void fatal(std::string_view message) noexcept {
     std::abort();
 }
 
-void set_debug_mode(bool on) noexcept { debug_on.store(on); }
-bool debug_mode() noexcept { return debug_on.load(std::memory_order_relaxed); }
+void set_debug_mode(bool on) noexcept { detail::debug_on.store(on); }
 
 void report_misuse(std::string_view what, const coev::source_location& where) noexcept {
     try {

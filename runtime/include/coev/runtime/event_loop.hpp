@@ -6,6 +6,7 @@
 #include <coev/runtime/detail/error_slot.hpp>
 #include <coev/runtime/detail/ready_queue.hpp>
 #include <coev/runtime/detail/timer_queue.hpp>
+#include <coev/runtime/log.hpp>
 #include <coev/runtime/source_location.hpp>
 #include <coev/runtime/task.hpp>
 
@@ -408,7 +409,12 @@ void spawn(event_loop& loop, task<T> t, spawn_options opts = {},
            coev::source_location where = coev::source_location::current()) {
     auto h = t.handle();
     if (!h) throw std::invalid_argument("coev::spawn: an empty (moved-from) task");
-    detail::start_root(loop, h, h.promise(), true, std::move(opts.stop), opts.priority, where);
+    // The common case inline: no priority asked, no debug bookkeeping, the loop not dying.
+    if (opts.priority < 0 && !loop.dying() && !debug_mode()) [[likely]]
+        loop.queue_start(h.promise(), h, std::move(opts.stop), loop.default_priority(), true);
+    else
+        detail::start_root(loop, h, h.promise(), true, std::move(opts.stop), opts.priority,
+                           where);
     (void)t.release();  // the loop owns the frame now
 }
 

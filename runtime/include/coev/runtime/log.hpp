@@ -3,6 +3,7 @@
 // misuse (two waiters on one fd, waits on closed fds, tasks left suspended in a dying loop).
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <coev/runtime/source_location.hpp>
 #include <string_view>
@@ -27,7 +28,11 @@ void set_fatal_handler(void (*handler)(std::string_view message));
 /// Debug mode: extra misuse checks, reported through the log with the coev::source_location
 /// of the offending call. Also switched on by the environment variable COEV_DEBUG=1.
 void set_debug_mode(bool on) noexcept;
-bool debug_mode() noexcept;
+namespace detail {
+extern std::atomic<bool> debug_on;
+}
+/// Inline: spawn() and every wait ask it.
+inline bool debug_mode() noexcept { return detail::debug_on.load(std::memory_order_relaxed); }
 /// Reports misuse found in debug mode (log level error).
 void report_misuse(std::string_view what, const coev::source_location& where) noexcept;
 
