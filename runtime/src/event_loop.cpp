@@ -806,8 +806,9 @@ void init_root(event_loop& loop, std::coroutine_handle<> h, promise_base& p, boo
     loop.add_root(&p);
 }
 
-void start_root(event_loop& loop, std::coroutine_handle<> h, promise_base& p, bool detached,
-                std::stop_token&& token, int priority, coev::source_location where) {
+void start_root_noted(event_loop& loop, std::coroutine_handle<> h, promise_base& p,
+                      bool detached, std::stop_token&& token, int priority,
+                      coev::source_location where) {
     const std::uint8_t prio = loop.clamp_priority(priority);
     if (debug_mode()) loop.note_root_site(&p, where);  // may throw bad_alloc: nothing queued yet
     if (loop.dying()) {

@@ -62,6 +62,20 @@ coev::task<> read_per_wakeup(int fd, std::size_t size, wakeup_reader& r, int pau
     }
 }
 
+// Writes `count` messages made by make(i) to `fd`, appending each to `sent`, pausing 200 us
+// after every third so the reader is often idle in between; then shuts down the write side.
+template <class Make>
+coev::task<> write_messages(int fd, int count, Make make, std::string& sent) {
+    for (int i = 0; i < count; ++i) {
+        std::string m = make(i);
+        auto n = co_await coev::write_all(fd, std::as_bytes(std::span(m)));
+        REQUIRE(n);
+        sent += m;
+        if (i % 3 == 0) (void)co_await coev::sleep_for(std::chrono::microseconds(200));
+    }
+    ::shutdown(fd, SHUT_WR);
+}
+
 }  // namespace
 
 TEST_CASE("a readiness wait fires once and is then no longer pending") {
@@ -783,22 +797,15 @@ TEST_CASE("a reader that reads once per wake-up gets every byte in order, then E
     auto& b = ab_.b;
     std::string sent;
     wakeup_reader r;
-    auto writer = [&]() -> coev::task<> {
-        for (int i = 0; i < 300; ++i) {
-            // Short, long and back-to-back messages; the reader is often idle in between.
-            std::string m = "message " + std::to_string(i);
-            if (i % 7 == 0) m += std::string(50, '.');
-            m += ';';
-            auto n = co_await coev::write_all(a.get(), std::as_bytes(std::span(m)));
-            REQUIRE(n);
-            sent += m;
-            if (i % 3 == 0) (void)co_await coev::sleep_for(std::chrono::microseconds(200));
-        }
-        ::shutdown(a.get(), SHUT_WR);
+    // Short, long and back-to-back messages.
+    auto make = [](int i) {
+        std::string m = "message " + std::to_string(i);
+        if (i % 7 == 0) m += std::string(50, '.');
+        return m + ';';
     };
     // 40 bytes: most messages fit; the long ones take two wake-ups.
     coev::spawn(loop, read_per_wakeup(b.get(), 40, r));
-    coev::spawn(loop, writer());
+    coev::spawn(loop, write_messages(a.get(), 300, make, sent));
     loop.run();
     CHECK_FALSE(dog.fired());
     CHECK(r.eof);
@@ -817,19 +824,12 @@ TEST_CASE("a reader of long messages, once per wake-up, gets every byte in order
     auto& b = ab_.b;
     std::string sent;
     wakeup_reader r;
-    auto writer = [&]() -> coev::task<> {
-        for (int i = 0; i < 200; ++i) {
-            std::string m = "message " + std::to_string(i) + ':';
-            m += std::string(std::size_t(5000 + (i * 997) % 15000), char('a' + i % 26));
-            auto n = co_await coev::write_all(a.get(), std::as_bytes(std::span(m)));
-            REQUIRE(n);
-            sent += m;
-            if (i % 3 == 0) (void)co_await coev::sleep_for(std::chrono::microseconds(200));
-        }
-        ::shutdown(a.get(), SHUT_WR);
+    auto make = [](int i) {
+        return "message " + std::to_string(i) + ':' +
+               std::string(std::size_t(5000 + (i * 997) % 15000), char('a' + i % 26));
     };
     coev::spawn(loop, read_per_wakeup(b.get(), 64 * 1024, r, 5));
-    coev::spawn(loop, writer());
+    coev::spawn(loop, write_messages(a.get(), 200, make, sent));
     loop.run();
     CHECK_FALSE(dog.fired());
     CHECK(r.eof);

@@ -133,8 +133,8 @@ private:
     // the next wait on that fd takes it back. Removing it (swapping the last entry in) made a
     // reader that waits again and again move to the end of the array each time: within a few
     // rounds the array's order, in which the kernel visits every watched file, had nothing to
-    // do with where those files lie in memory, and the kernel's scan ran 7 % slower
-    // (bench/pipe_chain; docs/benchmarks.md). Parked entries are dropped in one pass, keeping
+    // do with where those files lie in memory, and the kernel's scan took 7 % longer than
+    // libevent's (bench/pipe_chain; docs/benchmarks.md). Parked entries are dropped in one pass, keeping
     // the order of the rest, once they are half the array.
     void park(std::size_t at) noexcept {
         pfds_[at].fd = ~pfds_[at].fd;
@@ -147,7 +147,8 @@ private:
             pollfd p = pfds_[in];
             const int fd = p.fd >= 0 ? p.fd : ~p.fd;
             if (p.fd < 0) {
-                if (p.events != 0) index_[std::size_t(fd)] = none;  // forget() did it already
+                // events 0: forget() let the number go already, and it may be watched again.
+                if (p.events != 0) index_[std::size_t(fd)] = none;
                 continue;
             }
             index_[std::size_t(fd)] = out;

@@ -384,11 +384,22 @@ private:
 
 namespace detail {
 
+/// start_root() for a priority, in debug mode, or on a dying loop.
+void start_root_noted(event_loop& loop, std::coroutine_handle<> h, promise_base& p,
+                      bool detached, std::stop_token&& token, int priority,
+                      coev::source_location where);
 /// Makes `h` a root task of `loop` and queues it to start. Throws std::bad_alloc and changes
 /// nothing when the queue cannot grow.
-/// The token is taken by reference and moved once, where it is stored.
-void start_root(event_loop& loop, std::coroutine_handle<> h, promise_base& p, bool detached,
-                std::stop_token&& token, int priority, coev::source_location where);
+/// The token is taken by reference and moved once, where it is stored. The common case (no
+/// priority, no debug bookkeeping, a live loop) queues inline: every spawn() comes here.
+inline void start_root(event_loop& loop, std::coroutine_handle<> h, promise_base& p,
+                       bool detached, std::stop_token&& token, int priority,
+                       coev::source_location where) {
+    if (priority < 0 && !loop.dying() && !debug_mode()) [[likely]]
+        loop.queue_start(p, h, std::move(token), loop.default_priority(), detached);
+    else
+        start_root_noted(loop, h, p, detached, std::move(token), priority, where);
+}
 /// Writes a root's bookkeeping into its promise and links it into the loop's roots.
 void init_root(event_loop& loop, std::coroutine_handle<> h, promise_base& p, bool detached,
                std::stop_token&& token, std::uint8_t prio) noexcept;
@@ -409,12 +420,7 @@ void spawn(event_loop& loop, task<T> t, spawn_options opts = {},
            coev::source_location where = coev::source_location::current()) {
     auto h = t.handle();
     if (!h) throw std::invalid_argument("coev::spawn: an empty (moved-from) task");
-    // The common case inline: no priority asked, no debug bookkeeping, the loop not dying.
-    if (opts.priority < 0 && !loop.dying() && !debug_mode()) [[likely]]
-        loop.queue_start(h.promise(), h, std::move(opts.stop), loop.default_priority(), true);
-    else
-        detail::start_root(loop, h, h.promise(), true, std::move(opts.stop), opts.priority,
-                           where);
+    detail::start_root(loop, h, h.promise(), true, std::move(opts.stop), opts.priority, where);
     (void)t.release();  // the loop owns the frame now
 }
 
