@@ -20,20 +20,7 @@ timer_fifo* fifo_of_proxy(timer_node* proxy) noexcept {
 }
 }  // namespace
 
-// Children per node. Eight, not four: an insertion with a random deadline moves up about
-// 1/(arity-1) levels, and each move writes the index into the moved timer's node, a cache miss
-// in a cold frame when a million tasks sleep; sifting down after a firing also crosses fewer
-// levels, each a node write.
-constexpr std::uint32_t arity = 8;
-
 timer_queue::timer_queue() { heap_.reserve(64); }
-
-void timer_queue::heap_push(timer_node& n) {
-    heap_.push_back(entry{key_of(n.deadline), &n});
-    auto i = static_cast<std::uint32_t>(heap_.size() - 1);
-    n.heap_index = i;
-    sift_up(i);
-}
 
 void timer_queue::sift_up(std::uint32_t i) noexcept {
     entry e = heap_[i];
@@ -108,15 +95,7 @@ timer_fifo* timer_queue::fifo_for(duration d) {
     return nullptr;
 }
 
-time_point later(time_point now, duration d) noexcept {
-    if (d.count() > 0 && now.time_since_epoch().count() >
-                             std::numeric_limits<duration::rep>::max() - d.count())
-        return time_point::max();
-    return now + d;
-}
-
-void timer_queue::add_after(timer_node& n, time_point now, duration d) {
-    // Scattered durations (the common case without idle timeouts) skip the list search.
+void timer_queue::add_after_listed(timer_node& n, time_point now, duration d) {
     timer_fifo* f = fifos_.empty() && d != last_period_ ? nullptr : fifo_for(d);
     if (!f) {
         last_period_ = d;

@@ -1,13 +1,16 @@
 // tests/runtime/storage_test.cpp
-// The loop's storage parts on their own: the pending-start queue (segments, order, look-ahead),
-// pod_vector's move from malloc to its own mapping, and error codes kept in five bytes.
+// The loop's storage parts on their own: the pending-start queue (segments, order, runs read
+// in place), the stop callbacks' slot pool, pod_vector's move from malloc to its own
+// mapping, and error codes kept in five bytes.
 #include <coev/runtime.hpp>
 #include <coev/runtime/detail/pages.hpp>
 #include <coev/runtime/detail/ready_queue.hpp>
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <coroutine>
+#include <cstring>
 #include <memory>
 #include <cstdint>
 #include <string>
@@ -50,21 +53,16 @@ struct other_category : std::error_category {
 
 }  // namespace
 
-TEST_CASE("the start queue keeps order across segments, looks ahead across them, and drains") {
+TEST_CASE("the start queue keeps order across segments and drains") {
     start_queue q;
     std::stop_source src;
     constexpr std::uint32_t n = 300'000;  // more than the segments up to the largest hold
     std::uint32_t pushed = 0, popped = 0;
-    bool order = true, fields = true, ahead = true, tokens = true;
+    bool order = true, fields = true, tokens = true;
     // Interleaved: pushes run ahead of pops, so segments are added and dropped while in use.
     while (popped < n) {
         for (int k = 0; k < 7 && pushed < n; ++k, ++pushed)
             push(q, pushed, pushed % 5 == 0 ? src.get_token() : std::stop_token{});
-        for (std::size_t k : {0u, 1u, 8u, 500u}) {
-            void* f = q.frame_ahead(k);
-            const bool exists = popped + k < pushed;
-            if (exists != (f != nullptr) || (f && index_of(f) != popped + k)) ahead = false;
-        }
         for (int k = 0; k < 5 && popped < pushed; ++k, ++popped) {
             if (front_index(q, fields) != popped) order = false;
             const std::stop_token* t = q.front().token;
@@ -75,10 +73,8 @@ TEST_CASE("the start queue keeps order across segments, looks ahead across them,
     }
     CHECK(order);
     CHECK(fields);
-    CHECK(ahead);
     CHECK(tokens);
     CHECK(q.empty());
-    CHECK(q.frame_ahead(0) == nullptr);
     // Refilled after draining, and cleared with entries in it (ASan checks what is freed).
     for (std::uint32_t i = 0; i < 100'000; ++i) push(q, i, src.get_token());
     CHECK(front_index(q, fields) == 0);
@@ -102,6 +98,63 @@ TEST_CASE("the start queue keeps order across segments, looks ahead across them,
     CHECK(front_index(q, fields) == 9);
     CHECK(q.size() == 1);
     CHECK(fields);
+}
+
+TEST_CASE("a run of starts read in place decodes like front() and ends at its segment's end") {
+    start_queue q;
+    std::stop_source src;
+    constexpr std::uint32_t n = 5'000;  // several segments
+    for (std::uint32_t i = 0; i < n; ++i) push(q, i, i % 4 == 0 ? src.get_token() : std::stop_token{});
+    std::uint32_t next = 0, runs = 0;
+    bool order = true, fields = true, tokens = true, bounded = true;
+    while (!q.empty()) {
+        std::size_t count = 0;
+        const std::uintptr_t* words = q.front_run(count);
+        if (count == 0 || count > q.size()) bounded = false;
+        ++runs;
+        for (std::size_t k = 0; k < count; ++k, ++next) {
+            const start_queue::view v = q.decode_front(words[k]);
+            const std::uintptr_t i = index_of(v.handle.address());
+            if (i != next || start_queue::frame_of(words[k]) != v.handle.address()) order = false;
+            if (v.promise != fake_promise(i) || v.detached != (i % 3 != 0)) fields = false;
+            if ((v.token && v.token->stop_possible()) != (i % 4 == 0)) tokens = false;
+            q.drop_front();
+        }
+    }
+    CHECK(next == n);
+    CHECK(runs > 1);  // it crossed segments
+    CHECK(order);
+    CHECK(fields);
+    CHECK(tokens);
+    CHECK(bounded);
+}
+
+TEST_CASE("the stop pool gives out distinct line-sized slots, reuses given ones first, grows") {
+    using coev::detail::stop_pool;
+    static_assert(sizeof(stop_pool::slot) == 64 && alignof(stop_pool::slot) == 64);
+    stop_pool pool;
+    constexpr std::size_t n = 100'000;  // past the first mapped chunk
+    std::vector<stop_pool::slot*> taken;
+    for (std::size_t i = 0; i < n; ++i) taken.push_back(pool.take());
+    bool aligned = true, present = true;
+    for (stop_pool::slot* s : taken) {
+        if (!s) present = false;
+        if (reinterpret_cast<std::uintptr_t>(s) % 64 != 0) aligned = false;
+    }
+    CHECK(present);
+    CHECK(aligned);
+    std::vector<stop_pool::slot*> sorted = taken;
+    std::sort(sorted.begin(), sorted.end());
+    CHECK(std::adjacent_find(sorted.begin(), sorted.end()) == sorted.end());
+    // Every slot is writable whole (ASan: no slot overlaps a chunk's header or its end).
+    for (stop_pool::slot* s : taken) std::memset(static_cast<void*>(s), 0xa5, sizeof *s);
+    // Given back, the last given is the first taken again.
+    for (std::size_t i = 0; i < 10; ++i) pool.give(taken[i * 1000]);
+    bool lifo = true;
+    for (std::size_t i = 10; i-- > 0;)
+        if (pool.take() != taken[i * 1000]) lifo = false;
+    CHECK(lifo);
+    for (stop_pool::slot* s : taken) pool.give(s);
 }
 
 TEST_CASE("pod_vector keeps its contents when it moves into its own mapping and grows there") {

@@ -155,6 +155,40 @@ TEST_CASE("a stop request from another thread ends a sleep cleanly, however the 
         CHECK(cancelled + finished == rounds);
 }
 
+TEST_CASE("thousands of waits with stop tokens end cancelled, round after round on one loop") {
+    // Each armed wait holds a slot of the loop's stop pool; a round's stops come from another
+    // thread (the cross-thread cancel path), and the next round takes the slots given back.
+    constexpr int tasks = 20'000, rounds = 3;
+    coev::event_loop loop;
+    auto pair = coev_test::make_socket_pair();
+    int cancelled = 0, other = 0;
+    for (int round = 0; round < rounds; ++round) {
+        std::vector<std::stop_source> stops(tasks);
+        auto sleeper = [&]() -> coev::task<> {
+            auto r = co_await coev::sleep_for(10s);
+            ++(r.error() == std::errc::operation_canceled ? cancelled : other);
+        };
+        auto reader = [&]() -> coev::task<> {
+            std::byte buf[8];
+            auto r = co_await coev::read_some(pair.a.get(), buf);
+            ++(!r && r.error() == std::errc::operation_canceled ? cancelled : other);
+        };
+        for (int i = 0; i < tasks; ++i)
+            coev::spawn(loop, i == 0 ? reader() : sleeper(),
+                        coev::spawn_options{.stop = stops[std::size_t(i)].get_token()});
+        loop.poll();  // every wait is armed
+        std::thread stopper([&] {
+            for (auto& s : stops) s.request_stop();
+        });
+        watchdog wd(loop);
+        loop.run();
+        stopper.join();
+        CHECK(!wd.fired());
+    }
+    CHECK(cancelled == tasks * rounds);
+    CHECK(other == 0);
+}
+
 TEST_CASE("100,000 timers all fire, none early and in deadline order") {
     coev::event_loop loop;
     constexpr int n = 100'000;

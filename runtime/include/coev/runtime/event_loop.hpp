@@ -143,30 +143,73 @@ struct cancel_on_stop {
     void operator()() noexcept;
 };
 
-/// Where an awaiter keeps the stop callback of its wait: std::optional's storage without
-/// std::optional's flag, which the waiter keeps (`stop_armed`) in padding it has anyway. A
-/// coroutine frame holds one per awaiter it contains, and every byte of a frame costs when a
-/// million tasks sleep (docs/benchmarks.md).
+/// Stop callbacks of armed waits, out of the awaiters: one 64-byte slot (a cache line) per
+/// wait whose task has a stop token that can fire, taken when the wait arms and given back
+/// when it ends, on the loop's thread. Freed slots are reused first (a busy task's next wait
+/// finds its slot in cache); the chunks stay until the loop is destroyed. An awaiter keeps
+/// only a pointer: a callback is 48 bytes, and every awaiter in every frame carried them,
+/// used or not (a million sleeping tasks: docs/benchmarks.md).
+class stop_pool {
+public:
+    using callback = std::stop_callback<cancel_on_stop>;
+    struct alignas(64) slot {
+        union {
+            alignas(callback) unsigned char storage[sizeof(callback)];
+            slot* next_free;
+        };
+        stop_pool* owner;
+    };
+
+    stop_pool() noexcept = default;
+    stop_pool(const stop_pool&) = delete;
+    stop_pool& operator=(const stop_pool&) = delete;
+    ~stop_pool();
+    /// A free slot, or null when no memory is left.
+    slot* take() noexcept {
+        if (slot* s = free_) [[likely]] {
+            free_ = s->next_free;
+            return s;
+        }
+        if (next_ != end_) return next_++;
+        return grow();
+    }
+    void give(slot* s) noexcept {
+        s->next_free = free_;
+        free_ = s;
+    }
+
+private:
+    struct chunk {
+        chunk* prev;
+        std::size_t bytes;  // of the whole allocation, this header included
+    };
+    slot* grow() noexcept;
+    slot* free_ = nullptr;
+    slot* next_ = nullptr;  // unused slots of the newest chunk
+    slot* end_ = nullptr;
+    chunk* chunks_ = nullptr;
+};
+
+/// An awaiter's hold on its wait's stop callback (in a stop_pool slot while armed; the
+/// waiter's `stop_armed` says whether it is). Not initialized until armed: constructing an
+/// awaiter writes nothing here.
 class stop_link {
 public:
     stop_link() noexcept {}
     stop_link(const stop_link&) = delete;
     stop_link& operator=(const stop_link&) = delete;
     /// Installs the callback; `w.loop` must be set (a stop already requested cancels at once).
-    void arm(const std::stop_token& t, waiter& w) noexcept {
-        ::new (static_cast<void*>(storage_)) callback(t, cancel_on_stop{&w});
-        w.stop_armed = true;
-    }
+    /// With no memory for it, the wait is cancelled at once with not_enough_memory: returns
+    /// false then.
+    bool arm(const std::stop_token& t, waiter& w) noexcept;
     /// Removes it, waiting for a run of it on another thread to end. Idempotent.
     void disarm(waiter& w) noexcept {
-        if (!w.stop_armed) return;
-        std::launder(reinterpret_cast<callback*>(storage_))->~callback();
-        w.stop_armed = false;
+        if (w.stop_armed) [[unlikely]] release(w);
     }
 
 private:
-    using callback = std::stop_callback<cancel_on_stop>;
-    alignas(callback) unsigned char storage_[sizeof(callback)];
+    void release(waiter& w) noexcept;
+    stop_pool::slot* slot_;
 };
 
 }  // namespace detail
@@ -252,6 +295,8 @@ public:
     /// Queues a waiter to resume with its current `ec`.
     void complete(detail::waiter* w) noexcept { schedule(&w->node); }
     detail::timer_queue& timers() noexcept { return timers_; }
+    /// Where its waits keep their stop callbacks.
+    detail::stop_pool& stop_slots() noexcept { return stop_slots_; }
     /// The backend submits operations (io_uring) rather than reporting readiness.
     bool completion() const noexcept { return completion_; }
     /// Completion backends: submits `w`'s operation (see detail::backend::submit).
@@ -300,7 +345,12 @@ public:
     void request_cancel(detail::waiter* w) noexcept;
     /// Removes a queued cross-thread cancel for `w` (its awaiter is going away).
     void retract_cancel(detail::waiter* w) noexcept;
-    void add_root(detail::promise_base* p) noexcept;
+    void add_root(detail::promise_base* p) noexcept {
+        p->root.prev = nullptr;
+        p->root.next = roots_;
+        if (roots_) roots_->root.prev = p;
+        roots_ = p;
+    }
     void remove_root(detail::promise_base* p) noexcept;
     /// Debug mode: where a root was spawned (for reports about it).
     void note_root_site(const detail::promise_base* p, coev::source_location where);
@@ -310,8 +360,12 @@ public:
     detail::signal_hub& signals();
     std::error_code watch_signal_fd(int fd) noexcept;
     void count_wait(int delta) noexcept { waits_ += delta; }
-    std::uint8_t default_priority() const noexcept {
-        return std::uint8_t(ready_.size() / 2);
+    std::uint8_t default_priority() const noexcept { return default_priority_; }
+    /// queue_start() at the default priority: spawn()'s common case.
+    void queue_start_default(detail::promise_base& p, std::coroutine_handle<> h,
+                             std::stop_token&& token, bool detached) {
+        default_ready_->push_start(&p, h, std::move(token), detached);
+        if (default_priority_ < running_priority_) preempt_ = true;
     }
     /// Clamp for priorities given by users.
     std::uint8_t clamp_priority(int p) const noexcept;
@@ -345,6 +399,7 @@ private:
     std::vector<detail::fd_state> fds_;
     std::vector<detail::io_wait*> orphans_;  // see for_each_orphan()
     std::unique_ptr<detail::signal_hub> signals_;
+    detail::stop_pool stop_slots_;  // outlives the waits the destructor's body ends
     detail::promise_base* roots_ = nullptr;
     // Debug mode only: where each root was spawned (a frame has no room to spare for it).
     std::unordered_map<const detail::promise_base*, coev::source_location> root_sites_;
@@ -358,6 +413,8 @@ private:
     time_point manual_now_{};
     clock_mode clock_;
     bool precise_ = false;
+    std::uint8_t default_priority_ = 0;        // the middle one (libevent's default)
+    detail::ready_list* default_ready_ = nullptr;  // its queue
     int waits_ = 0;                   // armed fd and signal waits
     bool level_backend_ = false;      // the backend needs interest_changed()
     bool completion_ = false;         // the backend completes operations itself
@@ -396,7 +453,7 @@ inline void start_root(event_loop& loop, std::coroutine_handle<> h, promise_base
                        bool detached, std::stop_token&& token, int priority,
                        coev::source_location where) {
     if (priority < 0 && !loop.dying() && !debug_mode()) [[likely]]
-        loop.queue_start(p, h, std::move(token), loop.default_priority(), detached);
+        loop.queue_start_default(p, h, std::move(token), detached);
     else
         start_root_noted(loop, h, p, detached, std::move(token), priority, where);
 }

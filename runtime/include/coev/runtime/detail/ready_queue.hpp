@@ -64,6 +64,10 @@ public:
     /// May throw std::bad_alloc (only when no room was reserved); nothing is queued then.
     template <class... A> void emplace_back(A&&... a) {
         reserve_one();
+        emplace_reserved(std::forward<A>(a)...);
+    }
+    /// After reserve_one(): cannot fail.
+    template <class... A> void emplace_reserved(A&&... a) noexcept {
         ::new (static_cast<void*>(items(tail_) + tail_->end)) T{std::forward<A>(a)...};
         ++tail_->end;
         ++size_;
@@ -75,14 +79,10 @@ public:
         --size_;
         if (++head_->begin == head_->end) drop_head();
     }
-    /// The entry `k` places after the front, or null.
-    const T* ahead(std::size_t k) const noexcept {
-        for (const segment* g = head_; g; g = g->next) {
-            std::size_t here = g->end - g->begin;
-            if (k < here) return items(g) + g->begin + k;
-            k -= here;
-        }
-        return nullptr;
+    /// The entries from the front to the end of its segment, in place (front() first).
+    const T* front_run(std::size_t& count) const noexcept {
+        count = head_->end - head_->begin;
+        return items(head_) + head_->begin;
     }
     void clear() noexcept {
         while (!empty()) drop_front();
@@ -131,11 +131,21 @@ public:
             extras_.emplace_back(std::move(token), p);
             w |= extra_bit;
         }
-        words_.emplace_back(w);  // cannot throw now
+        words_.emplace_reserved(w);
     }
-    view front() noexcept {
-        const std::uintptr_t w = words_.front();
-        void* frame = reinterpret_cast<void*>(w & ~flag_mask);
+    view front() noexcept { return decode_front(words_.front()); }
+    /// The queued words from the front to the end of their segment, read in place: a burst of
+    /// starts walks them without a segment lookup each. They stay valid while the entries
+    /// before them are dropped; the last one's drop may free them.
+    const std::uintptr_t* front_run(std::size_t& count) const noexcept {
+        return words_.front_run(count);
+    }
+    static void* frame_of(std::uintptr_t w) noexcept {
+        return reinterpret_cast<void*>(w & ~flag_mask);
+    }
+    /// The start whose word `w` is the front one (its stop token, if any, is the extras' front).
+    view decode_front(std::uintptr_t w) noexcept {
+        void* frame = frame_of(w);
         view v{std::coroutine_handle<>::from_address(frame), nullptr, nullptr,
                (w & detached_bit) != 0};
         if (w & extra_bit) {
@@ -151,11 +161,6 @@ public:
     void drop_front() noexcept {
         if (words_.front() & extra_bit) extras_.drop_front();
         words_.drop_front();
-    }
-    /// The frame of the entry `k` places after the front, or null (for prefetching).
-    void* frame_ahead(std::size_t k) const noexcept {
-        const std::uintptr_t* w = words_.ahead(k);
-        return w ? reinterpret_cast<void*>(*w & ~flag_mask) : nullptr;
     }
     void clear() noexcept {
         words_.clear();
@@ -226,8 +231,6 @@ struct ready_list {
         // Wrap-safe: fewer than 2^31 entries are ever queued at once.
         return !head || std::int32_t(starts_out - head->seq) < 0;
     }
-    /// The frame of the pending start `k` places after the next, or null.
-    void* start_ahead(std::size_t k) const noexcept { return starts.frame_ahead(k); }
     /// The next pending start, used in place; drop_start() ends it.
     start_queue::view front_start() noexcept { return starts.front(); }
     void drop_start() noexcept {

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <vector>
 
@@ -20,7 +21,12 @@ struct timer_fifo;
 
 /// now + d, held at the clock's end: duration::max() means "never", not a wrap into the past.
 /// (The clock's time is never negative, so a negative d cannot pass its start.)
-time_point later(time_point now, duration d) noexcept;
+inline time_point later(time_point now, duration d) noexcept {
+    if (d.count() > 0 &&
+        now.time_since_epoch().count() > std::numeric_limits<duration::rep>::max() - d.count())
+        return time_point::max();
+    return now + d;
+}
 
 /// An armed deadline. Lives inside the awaiter that waits for it; `fire` runs on the loop
 /// thread after the node has been unlinked, so it may re-arm it or cancel other timers.
@@ -66,7 +72,19 @@ public:
     void add_at(timer_node& n, time_point deadline);
     /// Arms `n` for `now + d`; durations that repeat go to an O(1) FIFO list. `now` must never
     /// go backwards between calls (the loop's cached clock guarantees it).
-    void add_after(timer_node& n, time_point now, duration d);
+    void add_after(timer_node& n, time_point now, duration d) {
+        // A scattered duration (the common case without idle timeouts) goes to the heap from
+        // here, inline with heap_push(): arming a sleep is then one call, the awaiter's.
+        if (fifos_.empty() && d != last_period_ && !n.armed()) [[likely]] {
+            last_period_ = d;
+            n.deadline = later(now, d);
+            n.seq = next_seq_++;
+            heap_push(n);
+            ++count_;
+            return;
+        }
+        add_after_listed(n, now, d);
+    }
     /// Disarms `n` if armed; never searches.
     void cancel(timer_node& n) noexcept;
     /// Unlinks and fires every timer due at `now`, earliest first, ties in arming order.
@@ -99,7 +117,24 @@ private:
     static std::int64_t key_of(time_point t) noexcept { return t.time_since_epoch().count(); }
     bool is_proxy(const timer_node* n) const noexcept { return n->fire == nullptr; }
 
-    void heap_push(timer_node& n);
+    // Children per node. Eight, not four: an insertion with a random deadline moves up about
+    // 1/(arity-1) levels, and each move writes the index into the moved timer's node, a cache
+    // miss in a cold frame when a million tasks sleep; sifting down after a firing also crosses
+    // fewer levels, each a node write.
+    static constexpr std::uint32_t arity = 8;
+
+    void heap_push(timer_node& n) {
+        const entry e{key_of(n.deadline), &n};
+        auto i = static_cast<std::uint32_t>(heap_.size());
+        heap_.push_back(e);
+        while (i > 0) {
+            const std::uint32_t parent = (i - 1) / arity;
+            if (!less(e, heap_[parent])) break;
+            place(i, heap_[parent]);
+            i = parent;
+        }
+        place(i, e);
+    }
     void heap_erase(std::uint32_t i) noexcept;
     void heap_update(std::uint32_t i) noexcept;  // key of entry i changed either way
     void sift_up(std::uint32_t i) noexcept;
@@ -108,6 +143,7 @@ private:
         heap_[i] = e;
         e.node->heap_index = i;
     }
+    void add_after_listed(timer_node& n, time_point now, duration d);
     timer_fifo* fifo_for(duration d);
     void fifo_unlink(timer_node& n) noexcept;
 
