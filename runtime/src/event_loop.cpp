@@ -546,7 +546,7 @@ stop_pool::~stop_pool() {
     while (chunk* c = chunks_) {
         chunks_ = c->prev;
         if (c->bytes >= big_array_bytes) unmap_pages(c, c->bytes);
-        else ::operator delete(c, std::align_val_t(sizeof(slot)));
+        else ::operator delete(c);
     }
 }
 
@@ -556,15 +556,14 @@ stop_pool::slot* stop_pool::grow() noexcept {
     void* mem;
     try {
         mem = bytes >= big_array_bytes ? map_pages(bytes)
-                                       : ::operator new(bytes, std::align_val_t(sizeof(slot)));
+                                       : ::operator new(bytes);
     } catch (const std::bad_alloc&) {
         return nullptr;
     }
     auto* c = ::new (mem) chunk{chunks_, bytes};
     chunks_ = c;
-    // The header takes the chunk's first slot.
-    next_ = reinterpret_cast<slot*>(mem) + 1;
-    end_ = reinterpret_cast<slot*>(mem) + bytes / sizeof(slot);
+    next_ = reinterpret_cast<slot*>(c + 1);
+    end_ = next_ + (bytes - sizeof(chunk)) / sizeof(slot);
     return next_++;
 }
 
@@ -575,7 +574,6 @@ bool stop_link::arm(const std::stop_token& t, waiter& w) noexcept {
         w.cancel(&w, std::make_error_code(std::errc::not_enough_memory));
         return false;
     }
-    slot_->owner = &pool;
     ::new (static_cast<void*>(slot_->storage)) stop_pool::callback(t, cancel_on_stop{&w});
     w.stop_armed = true;
     return true;
@@ -583,7 +581,7 @@ bool stop_link::arm(const std::stop_token& t, waiter& w) noexcept {
 
 void stop_link::release(waiter& w) noexcept {
     std::destroy_at(std::launder(reinterpret_cast<stop_pool::callback*>(slot_->storage)));
-    slot_->owner->give(slot_);
+    w.loop->stop_slots().give(slot_);
     w.stop_armed = false;
 }
 

@@ -129,9 +129,9 @@ TEST_CASE("a run of starts read in place decodes like front() and ends at its se
     CHECK(bounded);
 }
 
-TEST_CASE("the stop pool gives out distinct line-sized slots, reuses given ones first, grows") {
+TEST_CASE("the stop pool gives out distinct slots, reuses given ones first, and grows") {
     using coev::detail::stop_pool;
-    static_assert(sizeof(stop_pool::slot) == 64 && alignof(stop_pool::slot) == 64);
+    static_assert(sizeof(stop_pool::slot) == sizeof(stop_pool::callback));
     stop_pool pool;
     constexpr std::size_t n = 100'000;  // past the first mapped chunk
     std::vector<stop_pool::slot*> taken;
@@ -139,7 +139,8 @@ TEST_CASE("the stop pool gives out distinct line-sized slots, reuses given ones 
     bool aligned = true, present = true;
     for (stop_pool::slot* s : taken) {
         if (!s) present = false;
-        if (reinterpret_cast<std::uintptr_t>(s) % 64 != 0) aligned = false;
+        if (reinterpret_cast<std::uintptr_t>(s) % alignof(stop_pool::callback) != 0)
+            aligned = false;
     }
     CHECK(present);
     CHECK(aligned);

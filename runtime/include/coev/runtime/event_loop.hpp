@@ -143,21 +143,19 @@ struct cancel_on_stop {
     void operator()() noexcept;
 };
 
-/// Stop callbacks of armed waits, out of the awaiters: one 64-byte slot (a cache line) per
+/// Stop callbacks of armed waits, out of the awaiters: one slot, the callback's size, per
 /// wait whose task has a stop token that can fire, taken when the wait arms and given back
 /// when it ends, on the loop's thread. Freed slots are reused first (a busy task's next wait
 /// finds its slot in cache); the chunks stay until the loop is destroyed. An awaiter keeps
 /// only a pointer: a callback is 48 bytes, and every awaiter in every frame carried them,
-/// used or not (a million sleeping tasks: docs/benchmarks.md).
+/// used or not (a million sleeping tasks: docs/benchmarks.md). Slots are no larger than the
+/// callback: a burst of stop-token waits on a new loop pays for every fresh byte.
 class stop_pool {
 public:
     using callback = std::stop_callback<cancel_on_stop>;
-    struct alignas(64) slot {
-        union {
-            alignas(callback) unsigned char storage[sizeof(callback)];
-            slot* next_free;
-        };
-        stop_pool* owner;
+    union slot {
+        alignas(callback) unsigned char storage[sizeof(callback)];
+        slot* next_free;
     };
 
     stop_pool() noexcept = default;
@@ -202,7 +200,8 @@ public:
     /// With no memory for it, the wait is cancelled at once with not_enough_memory: returns
     /// false then.
     bool arm(const std::stop_token& t, waiter& w) noexcept;
-    /// Removes it, waiting for a run of it on another thread to end. Idempotent.
+    /// Removes it, waiting for a run of it on another thread to end. Idempotent. `w.loop` must
+    /// still be the loop it was armed on (the slot goes back to that loop's pool).
     void disarm(waiter& w) noexcept {
         if (w.stop_armed) [[unlikely]] release(w);
     }
