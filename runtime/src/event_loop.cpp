@@ -107,15 +107,16 @@ inline void prefetch_start(void* frame) noexcept {
                                               std::stop_token&& token,
                                               std::uint8_t prio) noexcept {
     detail::root_info* r = &p.root;
-    r->loop = &loop;
+    p.is_root = true;
+    p.root_loop = &loop;
     p.detached = detached;
+    p.frame_words = std::uint8_t((reinterpret_cast<char*>(&p) - static_cast<char*>(h.address())) / 8);
     // Construct over the fresh promise's empty token rather than assign to it: assignment
     // reads the old state first, a cache miss per start when many frames are cold. Ending an
     // empty stop_token's life without its destructor has no effect ([basic.life]).
     std::construct_at(&r->token, std::move(token));
     p.stop = &r->token;
     p.priority = prio;
-    r->handle = h;
     loop.add_root(&p);
 }
 
@@ -244,8 +245,8 @@ event_loop::~event_loop() {
         if (debug_mode()) report_misuse("task still suspended when its loop was destroyed",
                                         root_site(p));
         remove_root(p);
-        p->root.loop = nullptr;
-        if (p->detached) p->root.handle.destroy();  // run()'s task belongs to run()
+        p->is_root = false;
+        if (p->detached) p->root_handle().destroy();  // run()'s task belongs to run()
     }
     timers_.cancel(exit_timer_);
     signals_.reset();
@@ -877,6 +878,9 @@ void init_root(event_loop& loop, std::coroutine_handle<> h, promise_base& p, boo
 void start_root_noted(event_loop& loop, std::coroutine_handle<> h, promise_base& p,
                       bool detached, std::stop_token&& token, int priority,
                       coev::source_location where) {
+    const std::ptrdiff_t offset = reinterpret_cast<char*>(&p) - static_cast<char*>(h.address());
+    if (offset <= 0 || offset % 8 != 0 || offset / 8 > 255)
+        throw std::invalid_argument("coev: a task's promise lies more than 2 KiB into its frame");
     const std::uint8_t prio = loop.clamp_priority(priority);
     if (debug_mode()) loop.note_root_site(&p, where);  // may throw bad_alloc: nothing queued yet
     if (loop.dying()) {
@@ -894,9 +898,10 @@ void start_root_noted(event_loop& loop, std::coroutine_handle<> h, promise_base&
 }
 
 std::coroutine_handle<> finish_root(std::coroutine_handle<> h, promise_base& p) noexcept {
-    event_loop* loop = p.root.loop;
+    event_loop* loop = p.root_loop;
     loop->remove_root(&p);
-    p.root.loop = nullptr;
+    p.is_root = false;
+    p.root_loop = nullptr;
     if (p.detached) {
         std::exception_ptr e = std::move(p.error);
         h.destroy();

@@ -156,6 +156,45 @@ TEST_CASE("destroying a task that has not finished frees its frame") {
     }
 }
 
+namespace {
+struct alignas(64) wide {  // its promise lies further into the frame than the usual 16 bytes
+    int v = 0;
+};
+}  // namespace
+
+TEST_CASE("a loop destroys the frames of its suspended tasks, wherever their promises lie") {
+    counted::made = counted::gone = 0;
+    int finished = 0;
+    {
+        coev::event_loop loop;
+        auto usual = [&]() -> coev::task<int> {
+            counted local;
+            co_await coev::sleep_for(1h);
+            ++finished;
+            co_return 1;
+        };
+        auto aligned = [&]() -> coev::task<wide> {
+            counted local;
+            co_await coev::sleep_for(1h);
+            ++finished;
+            co_return wide{2};
+        };
+        auto ends = [&]() -> coev::task<wide> {
+            ++finished;
+            co_return wide{3};
+        };
+        coev::spawn(loop, usual());
+        coev::spawn(loop, aligned());
+        coev::spawn(loop, ends());  // ends on its own: the loop frees it then
+        coev::spawn(loop, aligned(), coev::spawn_options{.priority = 0});
+        loop.poll();
+        CHECK(counted::live() == 3);
+        CHECK(finished == 1);
+    }
+    CHECK(counted::live() == 0);  // ASan: each frame freed at its own start
+    CHECK(finished == 1);
+}
+
 TEST_CASE("coev::run returns the task's value once the task has finished") {
     auto later = []() -> coev::task<int> {
         (void)co_await coev::sleep_for(1ms);

@@ -440,7 +440,9 @@ private:
 
 namespace detail {
 
-/// start_root() for a priority, in debug mode, or on a dying loop.
+/// start_root() for a priority, in debug mode, on a dying loop or for a promise not where
+/// GCC and Clang usually put it; throws std::invalid_argument for one more than 2 KiB into
+/// its frame (promise_base::frame_words cannot say where that frame starts).
 void start_root_noted(event_loop& loop, std::coroutine_handle<> h, promise_base& p,
                       bool detached, std::stop_token&& token, int priority,
                       coev::source_location where);
@@ -451,7 +453,10 @@ void start_root_noted(event_loop& loop, std::coroutine_handle<> h, promise_base&
 inline void start_root(event_loop& loop, std::coroutine_handle<> h, promise_base& p,
                        bool detached, std::stop_token&& token, int priority,
                        coev::source_location where) {
-    if (priority < 0 && !loop.dying() && !debug_mode()) [[likely]]
+    // The promise's place in the frame is a constant once spawn() is inlined.
+    const std::ptrdiff_t offset = reinterpret_cast<char*>(&p) - static_cast<char*>(h.address());
+    if (priority < 0 && offset == usual_promise_offset && !loop.dying() && !debug_mode())
+        [[likely]]
         loop.queue_start_default(p, h, std::move(token), detached);
     else
         start_root_noted(loop, h, p, detached, std::move(token), priority, where);
@@ -490,7 +495,10 @@ T run(task<T> t, const loop_config& config = {}) {
                        coev::source_location::current());
     loop.run();
     if (!h.done()) {
-        if (h.promise().root.loop) loop.remove_root(&h.promise());
+        if (h.promise().is_root) {
+            loop.remove_root(&h.promise());
+            h.promise().is_root = false;
+        }
         throw std::logic_error("coev::run: the task is suspended on something nothing will wake");
     }
     return h.promise().take();

@@ -30,24 +30,22 @@ inline const std::stop_token no_stop_token{};
 
 struct promise_base;
 
-/// Bookkeeping of a spawned or run() task, kept in its own frame: its loop (null when not a
-/// root), its place in the loop's list of roots, its stop token, its handle (for the loop's
-/// destructor). Written when the loop starts the task (init_root). Where it was spawned is
-/// kept by the loop, in debug mode only.
+/// Bookkeeping of a spawned or run() task, kept in its own frame: its place in the loop's
+/// list of roots and its stop token (its loop is promise_base::root_loop). Written when the
+/// loop starts the task (init_root). Where it was spawned is kept by the loop, in debug mode
+/// only.
 struct root_info {
-    event_loop* loop = nullptr;
     promise_base* prev = nullptr;
     promise_base* next = nullptr;
     std::stop_token token;
-    std::coroutine_handle<> handle;
 };
 
 /// What every coev promise shares, and what awaiters read from their caller: the stop token
 /// (inherited from the awaiting task), the priority, and who to resume on completion.
-/// Field order matters: starting a root writes `stop`, `priority`, `detached` and `root` up to
-/// `handle`, which then lie within the frame's first 128 bytes: fewer cache lines per start
-/// when many frames are cold (bench/timers spawns a million). Every byte here is in every
-/// frame; a sleeping task's frame is what a million timers cost (docs/benchmarks.md).
+/// Field order matters: starting a root writes `stop`, the flags, `root` and `root_loop`,
+/// which then lie within the frame's first 128 bytes: fewer cache lines per start when many
+/// frames are cold (bench/timers spawns a million). Every byte here is in every frame; a
+/// sleeping task's frame is what a million timers cost (docs/benchmarks.md).
 struct promise_base {
     static void* operator new(std::size_t n) { return frame_alloc(n); }
     static void operator delete(void* p, std::size_t n) noexcept { frame_free(p, n); }
@@ -55,11 +53,26 @@ struct promise_base {
     const std::stop_token* stop = &no_stop_token;  // points into an ancestor or root
     std::uint8_t priority = 0;
     bool detached = true;  // a root the loop frees when it ends (not run()'s task)
-    root_info root;        // used when spawned or run()
-    std::coroutine_handle<> continuation;
+    bool is_root = false;  // spawned or run(), and not finished: `root_loop` is set
+    // A root's frame lies this many 8-byte words before its promise (two, for GCC's and
+    // Clang's usual layout): the loop's destructor finds the frame of a root it must destroy
+    // from the promise, and the frame keeps no handle for it.
+    std::uint8_t frame_words = 0;
+    root_info root;  // used when spawned or run()
+    // An awaited task resumes its awaiter and a root tells its loop: one word for either,
+    // `is_root` says which.
+    union {
+        std::coroutine_handle<> continuation{};
+        event_loop* root_loop;
+    };
     std::exception_ptr error;
 
     const std::stop_token& stop_token() const noexcept { return *stop; }
+    /// The handle of the frame holding this promise (a root's: see frame_words).
+    std::coroutine_handle<> root_handle() noexcept {
+        return std::coroutine_handle<>::from_address(reinterpret_cast<char*>(this) -
+                                                     8 * std::ptrdiff_t(frame_words));
+    }
 };
 
 /// The coev part of an arbitrary caller's promise, or null for foreign coroutine types.
@@ -80,8 +93,8 @@ struct final_awaiter {
     bool await_ready() noexcept { return false; }
     template <class P> std::coroutine_handle<> await_suspend(std::coroutine_handle<P> h) noexcept {
         promise_base& p = h.promise();
+        if (p.is_root) return finish_root(h, p);
         if (p.continuation) return p.continuation;
-        if (p.root.loop) return finish_root(h, p);
         return std::noop_coroutine();
     }
     void await_resume() noexcept {}
