@@ -474,8 +474,9 @@ struct spawn_options {
 };
 
 /// Detaches `t` onto `loop`; it starts in a coming iteration. An exception escaping it goes
-/// to the loop's exception handler. Throws std::bad_alloc when the run queue cannot grow (`t`
-/// is then destroyed, never started).
+/// to the loop's exception handler. Throws std::bad_alloc when the run queue cannot grow, and
+/// std::invalid_argument for a promise aligned so strictly that it lies more than 2 KiB into
+/// its frame (`t` is then destroyed, never started).
 template <class T>
 void spawn(event_loop& loop, task<T> t, spawn_options opts = {},
            coev::source_location where = coev::source_location::current()) {
