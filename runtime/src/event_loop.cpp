@@ -110,7 +110,8 @@ inline void prefetch_start(void* frame) noexcept {
     p.is_root = true;
     p.root_loop = &loop;
     p.detached = detached;
-    p.frame_words = std::uint8_t((reinterpret_cast<char*>(&p) - static_cast<char*>(h.address())) / 8);
+    p.frame_words =
+        std::uint8_t((reinterpret_cast<char*>(&p) - static_cast<char*>(h.address())) / 8);
     // Construct over the fresh promise's empty token rather than assign to it: assignment
     // reads the old state first, a cache miss per start when many frames are cold. Ending an
     // empty stop_token's life without its destructor has no effect ([basic.life]).
@@ -556,8 +557,7 @@ stop_pool::slot* stop_pool::grow() noexcept {
         chunks_ ? std::min(chunks_->bytes * 2, last_chunk_bytes) : first_chunk_bytes;
     void* mem;
     try {
-        mem = bytes >= big_array_bytes ? map_pages(bytes)
-                                       : ::operator new(bytes);
+        mem = bytes >= big_array_bytes ? map_pages(bytes) : ::operator new(bytes);
     } catch (const std::bad_alloc&) {
         return nullptr;
     }

@@ -104,7 +104,8 @@ TEST_CASE("a run of starts read in place decodes like front() and ends at its se
     start_queue q;
     std::stop_source src;
     constexpr std::uint32_t n = 5'000;  // several segments
-    for (std::uint32_t i = 0; i < n; ++i) push(q, i, i % 4 == 0 ? src.get_token() : std::stop_token{});
+    for (std::uint32_t i = 0; i < n; ++i)
+        push(q, i, i % 4 == 0 ? src.get_token() : std::stop_token{});
     std::uint32_t next = 0, runs = 0;
     bool order = true, fields = true, tokens = true, bounded = true;
     while (!q.empty()) {

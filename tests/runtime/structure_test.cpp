@@ -4,6 +4,7 @@
 
 #include <doctest/doctest.h>
 
+#include <cstdio>
 #include <cstring>
 #include <optional>
 #include <stdexcept>
@@ -11,6 +12,10 @@
 #include <tuple>
 #include <variant>
 #include <vector>
+
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 using namespace std::chrono_literals;
 using coev_test::watchdog;
@@ -295,6 +300,63 @@ TEST_CASE("a cancelled notifier wait leaves nothing registered") {
     CHECK(got == std::errc::operation_canceled);
     CHECK_FALSE(n.waiting());
 }
+
+#if defined(__SANITIZE_ADDRESS__)
+#define COEV_TEST_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define COEV_TEST_ASAN 1
+#endif
+#endif
+
+#ifndef COEV_TEST_ASAN  // ASan's shadow memory does not fit under an address-space limit
+TEST_CASE("waits whose stop callbacks find no memory end with not_enough_memory; the rest go on") {
+    // In a child process: every task's frame is made and its start queued, then the address
+    // space is capped just above what is in use, so the loop's stop pool cannot grow while
+    // the tasks arm their waits.
+    const pid_t child = ::fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+        ::alarm(60);  // a wait left armed without its callback would hang the run below
+        constexpr std::size_t tasks = 200'000;  // slots for 9.6 MB: more than the cap allows
+        coev::event_loop loop;
+        std::vector<coev::notifier> notifiers(tasks);
+        std::vector<std::stop_source> stops(tasks);
+        std::size_t no_memory = 0, cancelled = 0, other = 0;
+        auto waiter = [&](coev::notifier& n) -> coev::task<> {
+            auto r = co_await n.wait();
+            if (r.error() == std::errc::not_enough_memory) ++no_memory;
+            else if (r.error() == std::errc::operation_canceled) ++cancelled;
+            else ++other;
+        };
+        for (std::size_t i = 0; i < tasks; ++i)
+            coev::spawn(loop, waiter(notifiers[i]), {.stop = stops[i].get_token()});
+        rlimit saved{};
+        ::getrlimit(RLIMIT_AS, &saved);
+        long pages = 0;
+        if (std::FILE* f = std::fopen("/proc/self/statm", "r")) {
+            if (std::fscanf(f, "%ld", &pages) != 1) pages = 0;
+            std::fclose(f);
+        }
+        if (pages == 0) ::_exit(3);
+        rlimit cap = saved;
+        cap.rlim_cur = rlim_t(pages) * rlim_t(::sysconf(_SC_PAGESIZE)) + (rlim_t(1) << 20);
+        if (::setrlimit(RLIMIT_AS, &cap) != 0) ::_exit(4);
+        loop.poll();  // every task arms its wait; the pool runs out part way
+        ::setrlimit(RLIMIT_AS, &saved);
+        const std::size_t armed = tasks - no_memory;
+        for (auto& s : stops) s.request_stop();  // the ones that got a slot end cancelled
+        loop.run();
+        const bool ok = no_memory > 0 && armed > 0 && no_memory + cancelled == tasks &&
+                        other == 0;
+        ::_exit(ok ? 0 : 1);
+    }
+    int status = 0;
+    REQUIRE(::waitpid(child, &status, 0) == child);
+    CHECK(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 0);
+}
+#endif
 
 TEST_CASE("a second task joining a task_group while one waits gets error::busy") {
     coev::event_loop loop;

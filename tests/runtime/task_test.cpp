@@ -169,13 +169,13 @@ TEST_CASE("a loop destroys the frames of its suspended tasks, wherever their pro
         coev::event_loop loop;
         auto usual = [&]() -> coev::task<int> {
             counted local;
-            co_await coev::sleep_for(1h);
+            (void)co_await coev::sleep_for(1h);
             ++finished;
             co_return 1;
         };
         auto aligned = [&]() -> coev::task<wide> {
             counted local;
-            co_await coev::sleep_for(1h);
+            (void)co_await coev::sleep_for(1h);
             ++finished;
             co_return wide{2};
         };

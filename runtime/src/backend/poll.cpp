@@ -134,8 +134,8 @@ private:
     // reader that waits again and again move to the end of the array each time: within a few
     // rounds the array's order, in which the kernel visits every watched file, had nothing to
     // do with where those files lie in memory, and the kernel's scan took 7 % longer than
-    // libevent's (bench/pipe_chain; docs/benchmarks.md). Parked entries are dropped in one pass, keeping
-    // the order of the rest, once they are half the array.
+    // libevent's (bench/pipe_chain; docs/benchmarks.md). Parked entries are dropped in one
+    // pass, keeping the order of the rest, once they are half the array.
     void park(std::size_t at) noexcept {
         pfds_[at].fd = ~pfds_[at].fd;
         ++parked_;
