@@ -595,6 +595,15 @@ detail::fd_state& event_loop::grow_fds(std::size_t i) {
     return fds_[i];
 }
 
+void event_loop::grow_send_now(std::size_t i) noexcept {
+    // Out of memory the hint stays off: writes take the usual path.
+    try {
+        send_now_.resize(std::max(i + 1, send_now_.size() * 2));
+        send_now_[i] = 1;
+    } catch (const std::bad_alloc&) {
+    }
+}
+
 std::error_code detail::check_fd(int fd) noexcept {
     struct stat sb;
     if (::fstat(fd, &sb) < 0) return {errno, std::system_category()};
@@ -743,6 +752,7 @@ void event_loop::forget_fd(int fd) noexcept {
         schedule(&w->node);
     }
     st.reader = st.writer = nullptr;
+    set_send_now(fd, false);
     backend_->forget(fd, st);
     st = detail::fd_state{};
 }

@@ -112,6 +112,15 @@ template <int Dir>
     return true;
 }
 
+// What a write's outcome says of the next one (event_loop::may_send_now): straight to send()
+// after a socket took a whole buffer, through the entry once it would block or took a part.
+inline void note_send(int fd, const fd_state& st, long n, std::size_t len) noexcept {
+    event_loop* loop = event_loop::current();
+    if (loop && !loop->completion())  // a completion loop submits its sends (try_now)
+        loop->set_send_now(fd, !st.not_socket && (st.ready & 2u) && n >= 0 &&
+                                   std::size_t(n) == len && !st.writer);
+}
+
 bool settle(rw_wait& w, fd_state& st, long n) noexcept {
     return w.dir ? settle<1>(w, st, n) : settle<0>(w, st, n);
 }
@@ -147,6 +156,7 @@ long readiness_try_write(int fd, fd_state& st, const void* buf, std::size_t len)
     w.len = len;
     const long n = try_write(fd, st, buf, len);
     settle(w, st, n);
+    note_send(fd, st, n, len);
     return n;
 }
 
@@ -157,7 +167,10 @@ bool perform_read(io_wait* iw, fd_state& st) noexcept {
 
 bool perform_write(io_wait* iw, fd_state& st) noexcept {
     auto& w = static_cast<rw_wait&>(*iw);
-    return settle<1>(w, st, try_write(w.fd, st, w.buf, w.len));
+    const bool done = settle<1>(w, st, try_write(w.fd, st, w.buf, w.len));
+    // A waiting writer is in the entry until the loop resumes it: no hint before it has run.
+    if (!st.writer) note_send(w.fd, st, done ? w.n : -EAGAIN, w.len);
+    return done;
 }
 
 bool perform_readv(io_wait* iw, fd_state& st) noexcept {
@@ -248,6 +261,19 @@ void io_wait_base::first_use(fd_state& st) noexcept {
     }
 }
 
+bool io_wait_base::sent_part(event_loop& loop, long n) noexcept {
+    fd_state& st = loop.fd(w_.fd);
+    // Interrupted, or no socket after all (the fd was closed and its number reused): the
+    // usual path retries, or writes with write().
+    if (n == -EINTR || n == -ENOTSOCK) {
+        loop.set_send_now(w_.fd, false);
+        return w_.perform(&w_, st);
+    }
+    const bool done = settle<1>(w_, st, n);
+    note_send(w_.fd, st, done ? w_.n : -EAGAIN, w_.len);
+    return done;
+}
+
 bool io_wait_base::arm(std::coroutine_handle<> h, promise_base* p, bool level,
                        io_deadline* deadline, time_point at) noexcept {
     event_loop* loop = event_loop::current();
@@ -302,6 +328,7 @@ bool io_wait_base::arm(std::coroutine_handle<> h, promise_base* p, bool level,
     w_.cancel = &cancel_io;
     w_.loop = loop;
     slot = &w_;
+    if (w_.dir) loop->set_send_now(w_.fd, false);  // the next write queues behind this one
     loop->count_wait(1);
     loop->interest_changed(w_.fd, st);
     if (deadline) {
@@ -354,6 +381,7 @@ bool io_wait_base::arm_completion(event_loop& loop, fd_state& st, io_wait*& slot
     w_.cancel = &cancel_io;
     w_.loop = &loop;
     slot = &w_;
+    if (w_.dir) loop.set_send_now(w_.fd, false);
     loop.count_wait(1);
     loop.submit_io(w_, st);
     if (deadline) {

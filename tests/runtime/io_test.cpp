@@ -862,6 +862,130 @@ TEST_CASE("an edge-triggered reader sees the EOF that came with its last long re
     CHECK(r.got == block + block);
 }
 
+TEST_CASE("small writes, then one that fills the socket and waits, arrive whole and in order") {
+    // Writes that go out whole take the short path (straight to send() on readiness loops,
+    // submitted under io_uring); the one that fills the socket falls back, waits, and the
+    // small ones after it take the short path again.
+    coev::event_loop loop;
+    auto s = make_socket_pair();
+    std::string sent, got;
+    coev::result<std::size_t> big_first;
+    auto writer = [&]() -> coev::task<> {
+        for (int round = 0; round < 3; ++round) {
+            for (int i = 0; i < 50; ++i) {
+                std::string m = "r" + std::to_string(round) + "m" + std::to_string(i) + ";";
+                auto n = co_await coev::write_all(s.a.get(), coev_test::as_bytes(m));
+                REQUIRE(n);
+                sent += m;
+            }
+            std::string big(1 << 20, char('a' + round));
+            auto first = co_await coev::write_some(s.a.get(), coev_test::as_bytes(big));
+            REQUIRE(first);
+            if (round == 0) big_first = first;
+            auto rest = co_await coev::write_all(
+                s.a.get(), coev_test::as_bytes(std::string_view(big).substr(*first)));
+            REQUIRE(rest);
+            sent += big;
+        }
+        ::shutdown(s.a.get(), SHUT_WR);
+    };
+    auto reader = [&]() -> coev::task<> {
+        (void)co_await coev::sleep_for(20ms);  // the writer fills the socket first
+        std::vector<std::byte> buf(16 * 1024);
+        for (int i = 0; i < 100'000; ++i) {
+            auto n = co_await coev::read_some(s.b.get(), buf);
+            REQUIRE(n);
+            if (*n == 0) break;
+            got.append(reinterpret_cast<const char*>(buf.data()), *n);
+        }
+    };
+    coev::spawn(loop, writer());
+    coev::spawn(loop, reader());
+    watchdog wd(loop);
+    loop.run();
+    CHECK_FALSE(wd.fired());
+    REQUIRE(big_first);
+    CHECK(*big_first < std::size_t(1 << 20));  // the socket did fill
+    CHECK(got.size() == sent.size());
+    CHECK(got == sent);
+}
+
+TEST_CASE("a write to an fd number a socket had, now a pipe, goes to the pipe") {
+    // The number was written to as a socket, so writes to it may skip its entry; a pipe given
+    // the same number must still get the bytes. Closed through unique_fd, the loop forgets the
+    // number. Closed behind the loop's back (outside the contract: a wait would not work), a
+    // readiness loop's write still finds the pipe; io_uring's submitted send would not.
+    coev::event_loop loop;
+    for (bool behind_its_back : {false, true}) {
+        if (behind_its_back && loop.completion()) break;
+        CAPTURE(behind_its_back);
+        auto s = make_socket_pair();
+        auto p = make_pipe();
+        const int number = s.a.get();
+        std::string from_pipe;
+        coev::result<std::size_t> to_socket, to_pipe;
+        auto t = [&]() -> coev::task<> {
+            for (int i = 0; i < 3; ++i)
+                to_socket = co_await coev::write_some(s.a.get(), coev_test::as_bytes("sock"));
+            if (behind_its_back) {
+                ::close(s.a.release());
+            } else {
+                s.a.close();
+            }
+            REQUIRE(::dup2(p.write_end.get(), number) == number);
+            to_pipe = co_await coev::write_some(number, coev_test::as_bytes("pipe"));
+            char buf[16];
+            const ssize_t n = ::read(p.read_end.get(), buf, sizeof buf);
+            if (n > 0) from_pipe.assign(buf, std::size_t(n));
+            coev::event_loop::forget_fd_everywhere(number);
+            ::close(number);
+        };
+        coev::spawn(loop, t());
+        watchdog wd(loop);
+        loop.run();
+        CHECK_FALSE(wd.fired());
+        REQUIRE(to_socket);
+        CHECK(*to_socket == 4);
+        REQUIRE(to_pipe);
+        CHECK(*to_pipe == 4);
+        CHECK(from_pipe == "pipe");
+    }
+}
+
+TEST_CASE("a second writer while the first waits on a full socket gets error::busy") {
+    coev::event_loop loop;
+    auto s = make_socket_pair();
+    coev::result<std::size_t> first_small, second;
+    bool first_waited = false;
+    auto first = [&]() -> coev::task<> {
+        first_small = co_await coev::write_some(s.a.get(), coev_test::as_bytes("x"));
+        std::string big(8 << 20, 'f');
+        std::size_t done = 0;
+        for (int i = 0; i < 1000 && done < big.size(); ++i) {
+            auto n = co_await coev::write_some(
+                s.a.get(), coev_test::as_bytes(std::string_view(big).substr(done)));
+            if (!n) co_return;
+            done += *n;
+            if (done < big.size()) first_waited = true;
+        }
+    };
+    auto second_writer = [&]() -> coev::task<> {
+        // Until the first writer has filled the socket and waits (io_uring: its write is in
+        // the ring).
+        for (int i = 0; i < 5000 && !first_waited; ++i) (void)co_await coev::sleep_for(1ms);
+        second = co_await coev::write_some(s.a.get(), coev_test::as_bytes("y"));
+        s.b.close();  // the first writer ends with EPIPE
+    };
+    coev::spawn(loop, first());
+    coev::spawn(loop, second_writer());
+    watchdog wd(loop);
+    loop.run();
+    CHECK_FALSE(wd.fired());
+    REQUIRE(first_small);
+    CHECK(first_waited);
+    CHECK(second.error() == coev::error::busy);
+}
+
 TEST_CASE("try_write_some reports EAGAIN once the socket is full") {
     coev::event_loop loop;
     auto pair = make_socket_pair();  // pair.b stays open and unread

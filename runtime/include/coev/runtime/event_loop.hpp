@@ -326,6 +326,19 @@ public:
     void drop_wait(detail::io_wait& w) noexcept;
     /// Takes a queued wake-up back (its frame is being destroyed).
     void unschedule(detail::ready_node* n) noexcept { ready_[n->priority].remove(n); }
+    /// A write to `fd` may go straight to send(), with no look at its entry: it is a socket,
+    /// its last write on this loop went out whole and nobody waits to write to it. One byte
+    /// per fd, so a loop writing to thousands of sockets keeps the hints in cache where the
+    /// entries would miss. A hint only: a send that does not go out whole takes the usual path.
+    bool may_send_now(int fd) const noexcept {
+        auto i = static_cast<std::size_t>(fd);
+        return i < send_now_.size() && send_now_[i];
+    }
+    void set_send_now(int fd, bool on) noexcept {
+        auto i = static_cast<std::size_t>(fd);
+        if (i < send_now_.size()) send_now_[i] = on;
+        else if (on) grow_send_now(i);
+    }
     detail::fd_state& fd(int fd) {
         auto i = static_cast<std::size_t>(fd);
         return i < fds_.size() ? fds_[i] : grow_fds(i);
@@ -389,6 +402,7 @@ private:
     struct scope;
     void note_thread() noexcept;
     detail::fd_state& grow_fds(std::size_t i);
+    void grow_send_now(std::size_t i) noexcept;
     void update_interest(int fd, detail::fd_state& st) noexcept;
     void wake_fd_waiter(int fd, detail::fd_state& st, detail::io_wait*& slot) noexcept;
 
@@ -396,6 +410,7 @@ private:
     std::vector<detail::ready_list> ready_;
     detail::timer_queue timers_;
     std::vector<detail::fd_state> fds_;
+    std::vector<std::uint8_t> send_now_;  // see may_send_now()
     std::vector<detail::io_wait*> orphans_;  // see for_each_orphan()
     std::unique_ptr<detail::signal_hub> signals_;
     detail::stop_pool stop_slots_;  // outlives the waits the destructor's body ends

@@ -6,6 +6,7 @@
 #include <coev/runtime/event_loop.hpp>
 #include <coev/runtime/result.hpp>
 
+#include <cerrno>
 #include <cstddef>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -124,15 +125,31 @@ protected:
     bool try_now() noexcept {
         event_loop* loop = event_loop::current();
         if (!loop || w_.fd < 0) return false;  // arm() reports it
-        // Completion backends submit reads and connects; a write is tried at once there too,
-        // since a socket almost always has room, and only one that would block is submitted.
+        // A socket whose writes go out whole: send without a look at its entry, as a callback
+        // would. Anything but the whole buffer sent goes through the entry (sent_part).
+        if (w_.op == io_op::write && loop->may_send_now(w_.fd)) {
+            if (!loop->take_budget()) return false;
+            const long n = ::send(w_.fd, w_.buf, w_.len, MSG_NOSIGNAL);
+            if (std::size_t(n) == w_.len) [[likely]] {
+                w_.n = n;
+                return true;
+            }
+            return sent_part(*loop, n < 0 ? -errno : n);
+        }
+        // Completion backends submit reads and connects, and writes to a known socket: the send
+        // goes with the loop's next batch, with no system call of its own. A first write, and
+        // one to a pipe or file (which wait for readiness there), is tried at once.
         if (loop->completion() && (w_.dir == 0 || w_.op == io_op::connect)) return false;
         fd_state& st = loop->fd(w_.fd);
+        if (loop->completion() && st.seen && !st.not_socket) return false;
         if (!st.seen) [[unlikely]] first_use(st);
         // Past its budget the task waits its turn instead, even though the fd is ready.
         return (st.ready & (1u << w_.dir)) && loop->take_budget() && w_.perform(&w_, st);
     }
     void first_use(fd_state& st) noexcept;
+    /// try_now()'s send that did not go out whole (`n`: bytes or -errno): what the usual
+    /// path would have made of it; false when the caller should wait.
+    bool sent_part(event_loop& loop, long n) noexcept;
     /// Arms the wait; false when the caller should not suspend (done, ready or failed).
     bool arm(std::coroutine_handle<> h, promise_base* p, bool level,
              io_deadline* deadline = nullptr, time_point at = {}) noexcept;
