@@ -986,6 +986,55 @@ TEST_CASE("a second writer while the first waits on a full socket gets error::bu
     CHECK(second.error() == coev::error::busy);
 }
 
+TEST_CASE("a write cancelled on a full socket either wrote nothing or says what it wrote") {
+    // Under io_uring a write to a socket already written to is submitted: a cancel that loses
+    // the race to the kernel's send must report the bytes, one that wins must have sent none.
+    coev::event_loop loop;
+    auto s = make_socket_pair();
+    std::stop_source stop;
+    coev::result<std::size_t> head, wrote;
+    long filled = 0;
+    std::size_t drained = 0;
+    auto writer = [&]() -> coev::task<> {
+        head = co_await coev::write_some(s.a.get(), coev_test::as_bytes("head"));
+        std::vector<char> junk(64 * 1024, 'x');
+        for (int i = 0; i < 10'000; ++i) {
+            const ssize_t n = ::send(s.a.get(), junk.data(), junk.size(), MSG_NOSIGNAL);
+            if (n <= 0) break;
+            filled += n;
+        }
+        wrote = co_await coev::write_some(s.a.get(), coev_test::as_bytes("tail"));
+    };
+    auto driver = [&]() -> coev::task<> {
+        (void)co_await coev::sleep_for(5ms);
+        stop.request_stop();
+        (void)co_await coev::sleep_for(5ms);
+        ::shutdown(s.a.get(), SHUT_WR);
+        std::vector<std::byte> buf(64 * 1024);
+        for (int i = 0; i < 100'000; ++i) {
+            auto n = co_await coev::read_some(s.b.get(), buf);
+            REQUIRE(n);
+            if (*n == 0) break;
+            drained += *n;
+        }
+    };
+    coev::spawn(loop, writer(), coev::spawn_options{.stop = stop.get_token()});
+    coev::spawn(loop, driver());
+    watchdog wd(loop);
+    loop.run();
+    CHECK_FALSE(wd.fired());
+    REQUIRE(head);
+    CHECK(*head == 4);
+    CHECK(filled > 0);
+    if (wrote) {
+        CHECK(*wrote == 4);
+        CHECK(drained == 4 + std::size_t(filled) + 4);
+    } else {
+        CHECK(wrote.error() == std::errc::operation_canceled);
+        CHECK(drained == 4 + std::size_t(filled));
+    }
+}
+
 TEST_CASE("try_write_some reports EAGAIN once the socket is full") {
     coev::event_loop loop;
     auto pair = make_socket_pair();  // pair.b stays open and unread
