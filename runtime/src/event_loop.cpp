@@ -631,7 +631,11 @@ long event_loop::try_read(int fd, void* buf, std::size_t len) noexcept {
 
 long event_loop::try_write(int fd, const void* buf, std::size_t len) noexcept {
     if (fd < 0) return -EBADF;
-    return detail::readiness_try_write(fd, this->fd(fd), buf, len);
+    const long n = detail::readiness_try_write(fd, this->fd(fd), buf, len);
+    // Only a send that fell short says anything new to the next write_some (may_send_now);
+    // a whole one leaves the hint as it was, and costs nothing more.
+    if (std::size_t(n) != len) [[unlikely]] set_send_now(fd, false);
+    return n;
 }
 
 void event_loop::submit_io(detail::io_wait& w, detail::fd_state& st) noexcept {

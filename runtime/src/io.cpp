@@ -112,10 +112,11 @@ template <int Dir>
     return true;
 }
 
-// What a write's outcome says of the next one (event_loop::may_send_now): straight to send()
-// after a socket took a whole buffer, through the entry once it would block or took a part.
-inline void note_send(int fd, const fd_state& st, long n, std::size_t len) noexcept {
-    event_loop* loop = event_loop::current();
+// What a write_some's outcome says of the next one (event_loop::may_send_now): straight to
+// send() after a socket took a whole buffer, through the entry once it would block or took a
+// part. A waiting writer is in the entry until the loop resumes it: no hint before it has run.
+inline void note_send(event_loop* loop, int fd, const fd_state& st, long n,
+                      std::size_t len) noexcept {
     if (loop && !loop->completion())  // a completion loop submits its sends (try_now)
         loop->set_send_now(fd, !st.not_socket && (st.ready & 2u) && n >= 0 &&
                                    std::size_t(n) == len && !st.writer);
@@ -156,7 +157,6 @@ long readiness_try_write(int fd, fd_state& st, const void* buf, std::size_t len)
     w.len = len;
     const long n = try_write(fd, st, buf, len);
     settle(w, st, n);
-    note_send(fd, st, n, len);
     return n;
 }
 
@@ -168,8 +168,7 @@ bool perform_read(io_wait* iw, fd_state& st) noexcept {
 bool perform_write(io_wait* iw, fd_state& st) noexcept {
     auto& w = static_cast<rw_wait&>(*iw);
     const bool done = settle<1>(w, st, try_write(w.fd, st, w.buf, w.len));
-    // A waiting writer is in the entry until the loop resumes it: no hint before it has run.
-    if (!st.writer) note_send(w.fd, st, done ? w.n : -EAGAIN, w.len);
+    note_send(event_loop::current(), w.fd, st, done ? w.n : -EAGAIN, w.len);
     return done;
 }
 
@@ -270,7 +269,7 @@ bool io_wait_base::sent_part(event_loop& loop, long n) noexcept {
         return w_.perform(&w_, st);
     }
     const bool done = settle<1>(w_, st, n);
-    note_send(w_.fd, st, done ? w_.n : -EAGAIN, w_.len);
+    note_send(&loop, w_.fd, st, done ? w_.n : -EAGAIN, w_.len);
     return done;
 }
 

@@ -326,8 +326,9 @@ public:
     void drop_wait(detail::io_wait& w) noexcept;
     /// Takes a queued wake-up back (its frame is being destroyed).
     void unschedule(detail::ready_node* n) noexcept { ready_[n->priority].remove(n); }
-    /// A write to `fd` may go straight to send(), with no look at its entry: it is a socket,
-    /// its last write on this loop went out whole and nobody waits to write to it. One byte
+    /// A write_some to `fd` may go straight to send(), with no look at its entry: it is a
+    /// socket, its last write_some on this loop went out whole (and no try_write_some since
+    /// fell short) and nobody waits to write to it. One byte
     /// per fd, so a loop writing to thousands of sockets keeps the hints in cache where the
     /// entries would miss. A hint only: a send that does not go out whole takes the usual path.
     bool may_send_now(int fd) const noexcept {
