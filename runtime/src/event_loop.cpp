@@ -123,7 +123,7 @@ inline void prefetch_start(void* frame) noexcept {
 
 }  // namespace
 
-[[gnu::tls_model("initial-exec")]] thread_local event_loop* detail::current_loop = nullptr;
+[[gnu::tls_model("initial-exec")]] constinit thread_local event_loop* detail::current_loop = nullptr;
 
 std::vector<std::string_view> supported_backends() {
     std::vector<std::string_view> out;

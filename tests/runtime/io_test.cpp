@@ -14,6 +14,7 @@
 #include <netinet/in.h>
 #include <numeric>
 #include <optional>
+#include <poll.h>
 #include <stdlib.h>
 #include <string>
 #include <sys/socket.h>
@@ -1425,6 +1426,29 @@ TEST_CASE("a loop destroyed on another thread performs none of the operations it
     }
 }
 
+// Runs `busy` beside a task that sleeps 1 ms at a time for 1.5 s, then sets `done`: how many
+// turns the sleeper got (up to 1,500) says whether `busy` let it run.
+namespace {
+int ticks_beside(coev::task<> busy, std::atomic<bool>& done) {
+    coev::event_loop loop;
+    watchdog dog(loop, 30s);
+    int ticks = 0;
+    auto ticker = [&]() -> coev::task<> {
+        const auto end = coev::clock::now() + 1500ms;
+        while (coev::clock::now() < end) {
+            (void)co_await coev::sleep_for(1ms);
+            ++ticks;
+        }
+        done = true;
+    };
+    coev::spawn(loop, std::move(busy));
+    coev::spawn(loop, ticker());
+    loop.run();
+    CHECK_FALSE(dog.fired());
+    return ticks;
+}
+}  // namespace
+
 TEST_CASE("a reader whose socket is never empty still lets the other tasks run") {
     // A peer that never stops sending keeps the fd ready at every look: without a budget the
     // reading task would never suspend, and timers, other sockets and stop() would wait (a
@@ -1445,10 +1469,7 @@ TEST_CASE("a reader whose socket is never empty still lets the other tasks run")
     coev::unique_fd conn(::accept4(listener.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
     REQUIRE(conn.get() >= 0);
 
-    coev::event_loop loop;
-    watchdog dog(loop, 30s);
     std::size_t got = 0;
-    int ticks = 0;
     auto reader = [&]() -> coev::task<> {
         std::vector<std::byte> buf(64);  // far less than what waits: the fd stays ready
         while (!done) {
@@ -1457,21 +1478,40 @@ TEST_CASE("a reader whose socket is never empty still lets the other tasks run")
             got += *n;
         }
     };
-    auto ticker = [&]() -> coev::task<> {
-        const auto end = coev::clock::now() + 1500ms;
-        while (coev::clock::now() < end) {
-            (void)co_await coev::sleep_for(1ms);
-            ++ticks;
-        }
-        done = true;
-    };
-    coev::spawn(loop, reader());
-    coev::spawn(loop, ticker());
-    loop.run();
+    const int ticks = ticks_beside(reader(), done);
     conn.close();  // the peer's blocked send fails now
     peer.join();
-    CHECK_FALSE(dog.fired());
     CHECK(got > 0);
     // Up to 1,500 turns in 1.5 s; starved, the ticker got about ten.
     CHECK(ticks > 100);
+}
+
+TEST_CASE("a writer whose socket always takes its bytes still lets the other tasks run") {
+    // Whole sends take write_some's fast path, which never makes its wait: the budget must
+    // still send the task to the back of the queue now and then, or the ticker would starve.
+    auto p = make_socket_pair();
+    std::atomic<bool> done{false};
+    std::thread drain([&] {  // keeps the writer's socket from ever filling
+        std::vector<char> sink(1 << 16);
+        const auto end = coev::clock::now() + 20s;
+        while (!done && coev::clock::now() < end) {
+            pollfd pfd{p.b.get(), POLLIN, 0};
+            if (::poll(&pfd, 1, 10) > 0 && ::recv(p.b.get(), sink.data(), sink.size(), 0) == 0)
+                break;
+        }
+    });
+    std::size_t sent = 0;
+    auto writer = [&]() -> coev::task<> {
+        const std::byte one[1] = {std::byte{'w'}};
+        while (!done) {
+            auto n = co_await coev::write_some(p.a.get(), one);
+            if (!n) co_return;
+            sent += *n;
+        }
+    };
+    const int ticks = ticks_beside(writer(), done);
+    done = true;
+    drain.join();
+    CHECK(sent > 0);
+    CHECK(ticks > 100);  // up to 1,500 turns in 1.5 s
 }

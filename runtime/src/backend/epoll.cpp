@@ -106,8 +106,12 @@ public:
             if (errno == EINTR) return;
             fatal(std::string("epoll_wait failed: ") + std::strerror(errno));
         }
+        // Each event's entry, then its waiter one event ahead: the memory arrives while the
+        // previous event's read runs in the kernel.
+        for (int i = 0; i < n; ++i) loop.prefetch_fd(static_cast<int>(events_[i].data.u64));
         for (int i = 0; i < n; ++i) {
             const epoll_event& e = events_[i];
+            if (i + 1 < n) loop.prefetch_waiters(static_cast<int>(events_[i + 1].data.u64));
             if (e.data.u64 == wake_tag) {
                 std::uint64_t v;
                 while (::read(wakefd_, &v, sizeof v) > 0) {

@@ -86,7 +86,7 @@ struct loop_counters {
 class event_loop;
 namespace detail {
 // Initial-exec TLS: reading it is one instruction, even from a shared library.
-[[gnu::tls_model("initial-exec")]] extern thread_local event_loop* current_loop;
+[[gnu::tls_model("initial-exec")]] extern constinit thread_local event_loop* current_loop;
 }  // namespace detail
 
 /// Backend names this build can use, best first (event_get_supported_methods).
@@ -394,6 +394,23 @@ public:
     void refire(detail::io_wait* w) { refire_.push_back(w); }
     /// Backends report readiness here: bit 0 readable, bit 1 writable.
     void on_fd_event(int fd, std::uint8_t bits) noexcept;
+    /// Backends with a batch of events: starts loading `fd`'s entry, then (a step later, once
+    /// it is there) its waiters, so on_fd_event() does not wait on memory between the batch's
+    /// system calls.
+    void prefetch_fd(int fd) const noexcept {
+        if (static_cast<std::size_t>(fd) < fds_.size()) __builtin_prefetch(&fds_[std::size_t(fd)]);
+    }
+    void prefetch_waiters(int fd) const noexcept {
+        if (static_cast<std::size_t>(fd) >= fds_.size()) return;
+        const detail::fd_state& st = fds_[std::size_t(fd)];
+        for (const void* w : {static_cast<const void*>(st.reader), static_cast<const void*>(st.writer)})
+            if (w) {
+                auto* p = static_cast<const char*>(w);
+                __builtin_prefetch(p, 1);
+                __builtin_prefetch(p + 64, 1);
+                __builtin_prefetch(p + 120, 1);
+            }
+    }
 
 private:
     time_point read_clock() const noexcept;

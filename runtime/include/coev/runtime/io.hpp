@@ -125,17 +125,6 @@ protected:
     bool try_now() noexcept {
         event_loop* loop = event_loop::current();
         if (!loop || w_.fd < 0) return false;  // arm() reports it
-        // A socket whose writes go out whole: send without a look at its entry, as a callback
-        // would. Anything but the whole buffer sent goes through the entry (sent_part).
-        if (w_.op == io_op::write && loop->may_send_now(w_.fd)) {
-            if (!loop->take_budget()) return false;
-            const long n = ::send(w_.fd, w_.buf, w_.len, MSG_NOSIGNAL);
-            if (std::size_t(n) == w_.len) [[likely]] {
-                w_.n = n;
-                return true;
-            }
-            return sent_part(*loop, n < 0 ? -errno : n);
-        }
         // Completion backends submit reads and connects, and writes to a known socket: the send
         // goes with the loop's next batch, with no system call of its own. A first write, and
         // one to a pipe or file (which wait for readiness there), is tried at once.
@@ -147,8 +136,8 @@ protected:
         return (st.ready & (1u << w_.dir)) && loop->take_budget() && w_.perform(&w_, st);
     }
     void first_use(fd_state& st) noexcept;
-    /// try_now()'s send that did not go out whole (`n`: bytes or -errno): what the usual
-    /// path would have made of it; false when the caller should wait.
+    /// A send write_some made before its wait existed, which did not go out whole (`n`: bytes
+    /// or -errno): what the usual path would have made of it; false when the caller should wait.
     bool sent_part(event_loop& loop, long n) noexcept;
     /// Arms the wait; false when the caller should not suspend (done, ready or failed).
     bool arm(std::coroutine_handle<> h, promise_base* p, bool level,
@@ -186,6 +175,12 @@ public:
     result<std::size_t> await_resume() noexcept {
         if (!finish()) return w_.ec.code();
         return to_result(w_.n);
+    }
+    /// See sent_part().
+    bool after_send(event_loop& loop, long n) noexcept { return sent_part(loop, n); }
+    void set_buffer(void* buf, std::size_t len) noexcept {
+        w_.buf = buf;
+        w_.len = len;
     }
 };
 
@@ -281,13 +276,63 @@ public:
 
 /// Writes some of `buf` to a non-blocking stream fd (at least one byte unless it fails).
 /// Cancel: nothing was written.
-class write_some_awaiter : public detail::transfer_awaiter {
+class write_some_awaiter {
 public:
     write_some_awaiter(int fd, std::span<const std::byte> buf, coev::source_location where) noexcept
-        : transfer_awaiter(fd, 1, detail::io_op::write, &detail::perform_write, where) {
-        w_.buf = const_cast<std::byte*>(buf.data());
-        w_.len = buf.size();
+        : buf_(buf.data()), len_(buf.size()), where_(where), fd_(fd) {}
+    /// Only before it is awaited (so it can be handed to with_timeout & co).
+    write_some_awaiter(write_some_awaiter&& o) noexcept
+        : buf_(o.buf_), len_(o.len_), where_(o.where_), fd_(o.fd_) {}
+    write_some_awaiter(const write_some_awaiter&) = delete;
+    ~write_some_awaiter() {
+        if (made_) wait_.~transfer_awaiter();
     }
+    bool await_ready() noexcept {
+        // A socket whose writes go out whole: send without a look at its entry, as a callback
+        // would, without making the wait.
+        // Anything but the whole buffer sent goes through the entry (after_send).
+        event_loop* loop = event_loop::current();
+        if (loop && fd_ >= 0 && loop->may_send_now(fd_)) {
+            if (!loop->take_budget()) {  // arm() sees it ready and queues it behind the others
+                start();
+                return false;
+            }
+            long n = ::send(fd_, buf_, len_, MSG_NOSIGNAL);
+            if (std::size_t(n) == len_) [[likely]] return true;
+            if (n < 0) n = -errno;
+            start();
+            return wait_.after_send(*loop, n);
+        }
+        start();
+        return wait_.await_ready();
+    }
+    template <class P> bool await_suspend(std::coroutine_handle<P> h) noexcept {
+        return wait_.await_suspend(h);
+    }
+    result<std::size_t> await_resume() noexcept {
+        if (!made_) return len_;
+        return wait_.await_resume();
+    }
+
+private:
+    void start() noexcept {
+        ::new (static_cast<void*>(&wait_))
+            detail::transfer_awaiter(fd_, 1, detail::io_op::write, &detail::perform_write, where_);
+        wait_.set_buffer(const_cast<std::byte*>(buf_), len_);
+        made_ = true;
+    }
+
+    // All a write that goes out whole touches: 32 bytes. The wait (128) is made only when the
+    // fast path does not apply, so a frame's cold lines past these are not written on every
+    // send (bench/pipe_chain: a cache line fewer per hop).
+    const std::byte* buf_;
+    std::size_t len_;
+    coev::source_location where_;
+    int fd_;
+    bool made_ = false;
+    union {
+        detail::transfer_awaiter wait_;
+    };
 };
 
 inline read_some_awaiter read_some(int fd, std::span<std::byte> buf,
