@@ -167,6 +167,55 @@ def fmt(values: List[float], d: int) -> str:
     return f"{statistics.median(values):.{d}f} ({min(values):.{d}f}–{max(values):.{d}f})"
 
 
+# pipe_chain with both loops in one process, rounds taking turns (bench/pipe_chain_paired):
+# each run prints the median of its per-round coev/libevent ratios.
+PAIRED = [("epoll", 1000, 10, 1000), ("poll", 1000, 10, 1000)]
+
+
+def paired_table(build, pin, opts, notes) -> bool:
+    prog = os.path.join(build, "bench/pipe_chain_paired")
+    if not os.path.exists(prog):
+        notes.append("pipe_chain_paired: skipped, not built (libevent not found)")
+        return True
+    rows = []
+    ok = True
+    for backend, n, a, w in PAIRED:
+        if opts.backend and opts.backend != backend:
+            continue
+        rounds = "40" if opts.short else "150"
+        argv = pin + [prog, "-n", str(n), "-a", str(a), "-w", str(w), "-r", rounds,
+                      "--backend", backend]
+        runs = []
+        try:
+            for rep in range(opts.reps):
+                print(f"[pipe_chain_paired] rep {rep + 1}/{opts.reps}: {shlex.join(argv)}",
+                      file=sys.stderr, flush=True)
+                runs.append(run_one(argv, ["coev_us", "libevent_us", "ratio"]))
+        except RunError as e:
+            print(f"ERROR: pipe_chain_paired: {e}", file=sys.stderr)
+            notes.append(f"pipe_chain_paired {backend}: FAILED, {str(e).splitlines()[0]}")
+            ok = False
+            continue
+        ratios = [r["ratio"] for r in runs]
+        rows.append([backend, f"n={n} a={a} w={w} r={rounds}",
+                     fmt([r["coev_us"] for r in runs], 2),
+                     fmt([r["libevent_us"] for r in runs], 2),
+                     f"{statistics.median(ratios):.3f} ({min(ratios):.3f}–{max(ratios):.3f})"])
+    if rows:
+        print()
+        print("Both in one process (bench/pipe_chain_paired): coev and libevent rounds take "
+              "turns; a run's ratio is the median of its per-round ratios, and the table shows "
+              "the median (min–max) over the runs.")
+        print()
+        head = ["backend", "parameters", "coev us_per_round", "libevent us_per_round",
+                "ratio coev/libevent"]
+        print("| " + " | ".join(head) + " |")
+        print("|" + "|".join("---" for _ in head) + "|")
+        for r in rows:
+            print("| " + " | ".join(r) + " |")
+    return ok
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description="Compare coev benchmarks with their libevent twins.")
     ap.add_argument("build_dir", metavar="BUILD_DIR")
@@ -262,6 +311,8 @@ def main() -> int:
     print("|" + "|".join("---" for _ in header) + "|")
     for r in rows:
         print("| " + " | ".join(r) + " |")
+    if not paired_table(build, pin, opts, notes):
+        failed = True
     if notes:
         print()
         for n in notes:

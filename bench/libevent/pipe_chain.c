@@ -21,7 +21,9 @@
  * Usage: pipe_chain_libevent -n N -a A -w W -r ROUNDS
  *                            [--backend epoll|poll|select | -b NAME]
  *
- * Plain C against libevent 2.1; link with -levent_core.
+ * Plain C against libevent 2.1; link with -levent_core.  Built with
+ * -DPIPE_CHAIN_NO_MAIN it is the libevent half of bench/pipe_chain_paired
+ * (pipe_chain.h).
  */
 #define _GNU_SOURCE
 
@@ -38,6 +40,8 @@
 
 #include <event2/event.h>
 #include <event2/util.h>
+
+#include "pipe_chain.h"
 
 static int num_pipes;       /* N */
 static int *pipes;          /* 2*N fds: pipes[2*i] read end, pipes[2*i+1] write end */
@@ -78,6 +82,7 @@ static double now_us(void)
     return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
 }
 
+#ifndef PIPE_CHAIN_NO_MAIN
 static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -89,6 +94,7 @@ static double median(double *v, int n)
     qsort(v, (size_t)n, sizeof *v, cmp_double);
     return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2.0;
 }
+#endif
 
 /* Create an event_base that uses exactly the requested method, or exit 2. */
 static struct event_base *make_base(const char *backend)
@@ -135,6 +141,7 @@ static struct event_base *make_base(const char *backend)
     return base;
 }
 
+#ifndef PIPE_CHAIN_NO_MAIN
 /* Make sure 2*N+64 descriptors can be opened; raise the soft limit if needed. */
 static void ensure_fd_limit(long needed)
 {
@@ -158,6 +165,7 @@ static void ensure_fd_limit(long needed)
         exit(2);
     }
 }
+#endif
 
 /* One round; returns its duration in microseconds. */
 static double run_once(struct event_base *base, int num_active, long num_writes)
@@ -180,6 +188,64 @@ static double run_once(struct event_base *base, int num_active, long num_writes)
     return t1 - t0;
 }
 
+static struct event_base *chain_base;
+
+void lev_chain_init(long n, const char *backend)
+{
+    num_pipes = 0;
+    pipes = calloc((size_t)n * 2, sizeof *pipes);
+    events = calloc((size_t)n, sizeof *events);
+    if (!pipes || !events) {
+        fprintf(stderr, "pipe_chain_libevent: out of memory\n");
+        exit(1);
+    }
+    chain_base = make_base(backend);
+}
+
+void lev_chain_add(void)
+{
+    int i = num_pipes++;
+
+    if (evutil_socketpair(AF_UNIX, SOCK_STREAM, 0, &pipes[2 * i]) != 0) {
+        perror("pipe_chain_libevent: socketpair");
+        exit(1);
+    }
+    evutil_make_socket_nonblocking(pipes[2 * i]);
+    evutil_make_socket_nonblocking(pipes[2 * i + 1]);
+    events[i] = event_new(chain_base, pipes[2 * i], EV_READ | EV_PERSIST, read_cb,
+                          (void *)(intptr_t)i);
+    if (!events[i] || event_add(events[i], NULL) != 0) {
+        fprintf(stderr, "pipe_chain_libevent: event_new/event_add failed\n");
+        exit(1);
+    }
+}
+
+void lev_chain_start(long n, const char *backend)
+{
+    lev_chain_init(n, backend);
+    for (long i = 0; i < n; i++)
+        lev_chain_add();
+}
+
+double lev_chain_round(int num_active, long num_writes)
+{
+    return run_once(chain_base, num_active, num_writes);
+}
+
+long lev_chain_finish(void)
+{
+    for (int i = 0; i < num_pipes; i++) {
+        event_free(events[i]);
+        evutil_closesocket(pipes[2 * i]);
+        evutil_closesocket(pipes[2 * i + 1]);
+    }
+    event_base_free(chain_base);
+    free(events);
+    free(pipes);
+    return failures;
+}
+
+#ifndef PIPE_CHAIN_NO_MAIN
 static void usage(void)
 {
     fprintf(stderr, "usage: pipe_chain_libevent -n N -a A -w W -r ROUNDS "
@@ -211,7 +277,6 @@ int main(int argc, char **argv)
     };
     const char *backend = "epoll";
     long n = 100, a = 1, w = 100, rounds = 25;
-    struct event_base *base;
     double *times;
     int opt;
 
@@ -249,52 +314,22 @@ int main(int argc, char **argv)
         exit(2);
     }
     ensure_fd_limit(2 * n + 64);
-
-    num_pipes = (int)n;
-    pipes = calloc((size_t)n * 2, sizeof *pipes);
-    events = calloc((size_t)n, sizeof *events);
     times = calloc((size_t)rounds, sizeof *times);
-    if (!pipes || !events || !times) {
+    if (!times) {
         fprintf(stderr, "pipe_chain_libevent: out of memory\n");
         exit(1);
     }
-
-    base = make_base(backend);
-
-    for (int i = 0; i < num_pipes; i++) {
-        if (evutil_socketpair(AF_UNIX, SOCK_STREAM, 0, &pipes[2 * i]) != 0) {
-            perror("pipe_chain_libevent: socketpair");
-            exit(1);
-        }
-        evutil_make_socket_nonblocking(pipes[2 * i]);
-        evutil_make_socket_nonblocking(pipes[2 * i + 1]);
-        events[i] = event_new(base, pipes[2 * i], EV_READ | EV_PERSIST, read_cb,
-                              (void *)(intptr_t)i);
-        if (!events[i] || event_add(events[i], NULL) != 0) {
-            fprintf(stderr, "pipe_chain_libevent: event_new/event_add failed\n");
-            exit(1);
-        }
-    }
-
-    run_once(base, (int)a, w); /* warm-up, untimed */
+    lev_chain_start(n, backend);
+    lev_chain_round((int)a, w); /* warm-up, untimed */
     for (long r = 0; r < rounds; r++)
-        times[r] = run_once(base, (int)a, w);
-
-    if (failures) {
+        times[r] = lev_chain_round((int)a, w);
+    if (lev_chain_finish()) {
         fprintf(stderr, "pipe_chain_libevent: %ld unexpected send/recv results\n", failures);
         return 1;
     }
     printf("pipe_bench n=%ld a=%ld w=%ld us_per_round=%.2f\n", n, a, w,
            median(times, (int)rounds));
-
-    for (int i = 0; i < num_pipes; i++) {
-        event_free(events[i]);
-        evutil_closesocket(pipes[2 * i]);
-        evutil_closesocket(pipes[2 * i + 1]);
-    }
-    event_base_free(base);
     free(times);
-    free(events);
-    free(pipes);
     return 0;
 }
+#endif /* PIPE_CHAIN_NO_MAIN */

@@ -403,9 +403,9 @@ public:
     void prefetch_waiters(int fd) const noexcept {
         if (static_cast<std::size_t>(fd) >= fds_.size()) return;
         const detail::fd_state& st = fds_[std::size_t(fd)];
-        for (const void* w : {static_cast<const void*>(st.reader), static_cast<const void*>(st.writer)})
+        for (const detail::io_wait* w : {st.reader, st.writer})
             if (w) {
-                auto* p = static_cast<const char*>(w);
+                auto* p = reinterpret_cast<const char*>(w);
                 __builtin_prefetch(p, 1);
                 __builtin_prefetch(p + 64, 1);
                 __builtin_prefetch(p + 120, 1);
