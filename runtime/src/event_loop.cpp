@@ -717,25 +717,7 @@ void event_loop::drop_wait(detail::io_wait& w) noexcept {
     unschedule(&w.node);  // it completed but never ran
 }
 
-void event_loop::on_fd_event(int fd, std::uint8_t bits) noexcept {
-    if (static_cast<std::size_t>(fd) >= fds_.size()) return;
-    detail::fd_state& st = fds_[std::size_t(fd)];
-    st.ready |= bits;
-    if ((bits & 1) && st.reader) wake_fd_waiter(fd, st, st.reader);
-    if ((bits & 2) && st.writer) wake_fd_waiter(fd, st, st.writer);
-}
-
-// Inlined into on_fd_event: one call per readiness event, not a loop over both directions.
-inline void event_loop::wake_fd_waiter(int fd, detail::fd_state& st,
-                                       detail::io_wait*& slot) noexcept {
-    detail::io_wait* w = slot;
-    if (w->perform && !w->perform(w, st)) return;  // spurious: still would block
-    slot = nullptr;
-    --waits_;
-    w->ec.clear();
-    schedule(&w->node);
-    interest_changed(fd, st);
-}
+// on_fd_event() is in io.cpp, beside the reads it performs inline.
 
 void event_loop::forget_fd(int fd) noexcept {
     if (fd < 0 || static_cast<std::size_t>(fd) >= fds_.size()) return;

@@ -126,11 +126,6 @@ bool settle(rw_wait& w, fd_state& st, long n) noexcept {
     return w.dir ? settle<1>(w, st, n) : settle<0>(w, st, n);
 }
 
-void cancel_io(waiter* w, std::error_code ec) noexcept {
-    auto* io = static_cast<io_wait*>(w);
-    io->loop->cancel_wait(*io, ec);
-}
-
 void fire_deadline(timer_node* t) noexcept {
     io_wait* io = static_cast<io_deadline*>(t)->w;
     io->loop->cancel_wait(*io, std::make_error_code(std::errc::timed_out));
@@ -160,12 +155,19 @@ long readiness_try_write(int fd, fd_state& st, const void* buf, std::size_t len)
     return n;
 }
 
-bool perform_read(io_wait* iw, fd_state& st) noexcept {
-    auto& w = static_cast<rw_wait&>(*iw);
+namespace {
+
+[[gnu::always_inline]] inline bool read_now(rw_wait& w, fd_state& st) noexcept {
     // The buffer is usually in the waiting task's frame, cold by the time readiness comes: the
     // kernel's copy would stall on it. Fetched now, it arrives while the system call enters.
     __builtin_prefetch(w.buf, 1);
     return settle<0>(w, st, try_read(w.fd, st, w.buf, w.len));
+}
+
+}  // namespace
+
+bool perform_read(io_wait* iw, fd_state& st) noexcept {
+    return read_now(static_cast<rw_wait&>(*iw), st);
 }
 
 bool perform_write(io_wait* iw, fd_state& st) noexcept {
@@ -246,9 +248,43 @@ bool perform_connect(io_wait* iw, fd_state& st) noexcept {
     return true;
 }
 
+void cancel_io(waiter* w, std::error_code ec) noexcept {
+    auto* io = static_cast<io_wait*>(w);
+    io->loop->cancel_wait(*io, ec);
+}
+
 const io_wait* deadline_owner(const timer_node& t) noexcept {
     return t.fire == &fire_deadline ? static_cast<const io_deadline&>(t).w : nullptr;
 }
+
+}  // namespace detail
+
+void event_loop::on_fd_event(int fd, std::uint8_t bits) noexcept {
+    if (static_cast<std::size_t>(fd) >= fds_.size()) return;
+    detail::fd_state& st = fds_[std::size_t(fd)];
+    st.ready |= bits;
+    if ((bits & 1) && st.reader) wake_fd_waiter(fd, st, st.reader);
+    if ((bits & 2) && st.writer) wake_fd_waiter(fd, st, st.writer);
+}
+
+// Inlined into on_fd_event: one call per readiness event, not a loop over both directions. A
+// read, the usual wait, is performed inline; the rest through their functions.
+inline void event_loop::wake_fd_waiter(int fd, detail::fd_state& st,
+                                       detail::io_wait*& slot) noexcept {
+    detail::io_wait* w = slot;
+    if (w->perform == &detail::perform_read) {
+        if (!detail::read_now(static_cast<detail::rw_wait&>(*w), st)) return;  // spurious
+    } else if (w->perform && !w->perform(w, st)) {
+        return;  // spurious: still would block
+    }
+    slot = nullptr;
+    --waits_;
+    w->ec.clear();
+    schedule(&w->node);
+    interest_changed(fd, st);
+}
+
+namespace detail {
 
 void io_wait_base::first_use(fd_state& st) noexcept {
     st.seen = true;

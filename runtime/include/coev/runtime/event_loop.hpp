@@ -340,6 +340,11 @@ public:
         if (i < send_now_.size()) send_now_[i] = on;
         else if (on) grow_send_now(i);
     }
+    /// `fd`'s entry if the table has one yet (arm_now's look: it never grows the table).
+    detail::fd_state* known_fd(int fd) noexcept {
+        auto i = static_cast<std::size_t>(fd);
+        return i < fds_.size() ? &fds_[i] : nullptr;
+    }
     detail::fd_state& fd(int fd) {
         auto i = static_cast<std::size_t>(fd);
         return i < fds_.size() ? fds_[i] : grow_fds(i);

@@ -73,6 +73,9 @@ struct rw_wait : io_wait {
     socklen_t addrlen = 0;
 };
 
+/// Completes an fd wait with `ec` on its loop (a stop request).
+void cancel_io(waiter* w, std::error_code ec) noexcept;
+
 bool perform_read(io_wait* w, fd_state& st) noexcept;
 bool perform_write(io_wait* w, fd_state& st) noexcept;
 bool perform_readv(io_wait* w, fd_state& st) noexcept;
@@ -142,6 +145,27 @@ protected:
     /// Arms the wait; false when the caller should not suspend (done, ready or failed).
     bool arm(std::coroutine_handle<> h, promise_base* p, bool level,
              io_deadline* deadline = nullptr, time_point at = {}) noexcept;
+    /// arm()'s usual case, inline: a readiness loop, a watched fd that is not ready and that
+    /// no other task waits on, no deadline, and a caller that cannot be stopped. It arms the
+    /// wait as arm() would and returns true; false (nothing done): take arm().
+    bool arm_now(std::coroutine_handle<> h, promise_base* p) noexcept {
+        event_loop* loop = event_loop::current();
+        if (!loop || loop->completion()) return false;
+        fd_state* st = loop->known_fd(w_.fd);
+        if (!st || !st->registered || st->always_ready || (st->ready & (1u << w_.dir)))
+            return false;
+        io_wait*& slot = w_.dir ? st->writer : st->reader;
+        if (slot || (p && p->stop->stop_possible())) return false;
+        w_.node.handle = h;
+        w_.node.priority = priority_of(p);
+        w_.cancel = &cancel_io;
+        w_.loop = loop;
+        slot = &w_;
+        if (w_.dir) loop->set_send_now(w_.fd, false);  // the next write queues behind this one
+        loop->count_wait(1);
+        loop->interest_changed(w_.fd, *st);
+        return true;
+    }
     /// After the wait: disarms what is left; false when the wait failed (see w_.ec).
     bool finish() noexcept {
         stop_.disarm(w_);  // waits for a stop callback running on another thread
@@ -170,7 +194,7 @@ public:
     using io_wait_base::io_wait_base;
     bool await_ready() noexcept { return try_now(); }
     template <class P> bool await_suspend(std::coroutine_handle<P> h) noexcept {
-        return arm(h, base_of(h), false);
+        return arm_now(h, base_of(h)) || arm(h, base_of(h), false);
     }
     result<std::size_t> await_resume() noexcept {
         if (!finish()) return w_.ec.code();
@@ -237,7 +261,7 @@ public:
         return st.registered && (st.ready & (1u << w_.dir)) && loop->take_budget();
     }
     template <class P> bool await_suspend(std::coroutine_handle<P> h) noexcept {
-        return arm(h, detail::base_of(h), false);
+        return arm_now(h, detail::base_of(h)) || arm(h, detail::base_of(h), false);
     }
     result<void> await_resume() noexcept {
         if (!finish()) return w_.ec.code();
