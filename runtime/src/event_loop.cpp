@@ -396,6 +396,7 @@ void event_loop::iterate(bool may_block) {
         timeout = 0;
     }
 
+    if (!fading_.empty()) flush_interest();
     if (timeout != 0) {
         time_point before = clock::now();
         backend_->wait(*this, timeout);
@@ -613,6 +614,27 @@ std::error_code detail::check_fd(int fd) noexcept {
 
 void event_loop::update_interest(int fd, detail::fd_state& st) noexcept {
     backend_->update(fd, st);
+    st.watched = std::uint8_t((st.reader ? 1u : 0u) | (st.writer ? 2u : 0u));
+}
+
+void event_loop::fade_interest(int fd, detail::fd_state& st) noexcept {
+    try {
+        fading_.push_back(fd);
+    } catch (...) {
+        update_interest(fd, st);  // no room to put it off: now
+    }
+}
+
+// Before a level-triggered backend waits: what it watches must not outlast its waiters, or
+// every wait would return at once for an fd nobody reads.
+void event_loop::flush_interest() noexcept {
+    for (int fd : fading_) {
+        if (static_cast<std::size_t>(fd) >= fds_.size()) continue;
+        detail::fd_state& st = fds_[std::size_t(fd)];
+        const auto want = std::uint8_t((st.reader ? 1u : 0u) | (st.writer ? 2u : 0u));
+        if (want != st.watched) update_interest(fd, st);
+    }
+    fading_.clear();
 }
 
 long event_loop::try_read(int fd, void* buf, std::size_t len) noexcept {
@@ -813,6 +835,7 @@ void event_loop::reinit_after_fork() {
     for (std::size_t fd = 0; fd < fds_.size(); ++fd) {
         detail::fd_state& st = fds_[fd];
         st.registered = false;
+        st.watched = 0;  // the new backend watches nothing yet
         if (!st.reader && !st.writer) continue;
         if (completion_) {  // the parent's ring is not ours: submit again
             for (detail::io_wait* w : {st.reader, st.writer})

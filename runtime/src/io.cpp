@@ -361,13 +361,7 @@ bool io_wait_base::arm(std::coroutine_handle<> h, promise_base* p, bool level,
     }
     if (level) st.ready &= std::uint8_t(~(1u << w_.dir));  // the re-arm reports what is true now
     const bool ready_now = st.ready & (1u << w_.dir);  // only when out of budget (try_now)
-    w_.node.handle = h;
-    w_.node.priority = priority_of(p);
-    w_.cancel = &cancel_io;
-    w_.loop = loop;
-    slot = &w_;
-    if (w_.dir) loop->set_send_now(w_.fd, false);  // the next write queues behind this one
-    loop->count_wait(1);
+    enlist(*loop, slot, h, p);
     loop->interest_changed(w_.fd, st);
     if (deadline) {
         deadline->w = &w_;
@@ -414,13 +408,7 @@ bool io_wait_base::arm_completion(event_loop& loop, fd_state& st, io_wait*& slot
     if (unix_connect && w_.perform(&w_, st)) return false;
     w_.poll_first = (st.not_socket && w_.op != io_op::poll) || unix_connect;
     if (w_.poll_first && (st.ready & (1u << w_.dir)) && w_.perform(&w_, st)) return false;
-    w_.node.handle = h;
-    w_.node.priority = priority_of(p);
-    w_.cancel = &cancel_io;
-    w_.loop = &loop;
-    slot = &w_;
-    if (w_.dir) loop.set_send_now(w_.fd, false);
-    loop.count_wait(1);
+    enlist(loop, slot, h, p);
     loop.submit_io(w_, st);
     if (deadline) {
         deadline->w = &w_;

@@ -13,6 +13,7 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <vector>
 
 using namespace std::chrono_literals;
 using coev::backend_feature;
@@ -135,6 +136,31 @@ TEST_CASE("select refuses an fd at or above FD_SETSIZE with invalid_argument") {
     loop.run();
     CHECK(r.error() == std::errc::invalid_argument);
     CHECK_FALSE(loop.has_pending());
+}
+
+// select's scan takes 64 fds at a time: every word of the set, its first and last bit, and
+// the last fd it can watch.
+TEST_CASE("select reports fds in every word of its set, up to FD_SETSIZE - 1") {
+    REQUIRE(coev_test::raise_fd_limit() > FD_SETSIZE + 8);
+    coev::event_loop loop(only("select"));
+    auto s = make_socket_pair();
+    std::vector<coev::unique_fd> fds;
+    for (int at : {64, 127, 128, 511, 640, FD_SETSIZE - 1}) {
+        fds.emplace_back(::fcntl(s.a.get(), F_DUPFD_CLOEXEC, at));
+        REQUIRE(fds.back().get() == at);
+    }
+    std::vector<int> woke;
+    auto wait_on = [&](int fd) -> coev::task<> {
+        if (co_await coev::wait_readable(fd)) woke.push_back(fd);
+    };
+    for (auto& fd : fds) coev::spawn(loop, wait_on(fd.get()));
+    loop.poll();  // all waiting
+    CHECK(woke.empty());
+    REQUIRE(coev_test::send_now(s.b.get(), "x") == 1);
+    watchdog wd(loop);
+    loop.run();
+    std::sort(woke.begin(), woke.end());
+    CHECK(woke == std::vector<int>{64, 127, 128, 511, 640, FD_SETSIZE - 1});
 }
 
 // The buffer of a cancelled read lives in the task's frame; if the kernel could still write

@@ -1515,3 +1515,25 @@ TEST_CASE("a writer whose socket always takes its bytes still lets the other tas
     CHECK(sent > 0);
     CHECK(ticks > 100);  // up to 1,500 turns in 1.5 s
 }
+
+TEST_CASE("a reader that stops waiting leaves its fd unwatched: the loop does not spin") {
+    // Level-triggered backends (poll, select) learn of a waiter leaving only before they next
+    // wait (interest_changed): if they never learned, an fd with unread bytes and no reader
+    // would end every wait at once.
+    coev::event_loop loop;
+    watchdog dog(loop, 30s);
+    auto s = make_socket_pair();
+    REQUIRE(send_now(s.b.get(), "ab") == 2);
+    bool slept = false;
+    auto reader = [&]() -> coev::task<> {
+        auto ready = co_await coev::wait_readable(s.a.get());  // then never reads nor waits again
+        if (!ready) co_return;
+        (void)co_await coev::sleep_for(300ms);
+        slept = true;
+    };
+    coev::spawn(loop, reader());
+    loop.run();
+    CHECK_FALSE(dog.fired());
+    CHECK(slept);
+    CHECK(loop.counters().iterations < 100);  // spinning made tens of thousands
+}

@@ -91,24 +91,28 @@ public:
         if (n == 0) return;
         // Reporting may change the array (a completed wait drops its fd): collect first.
         ready_.clear();
-        bool wake = false, signal = false;
-        for (std::size_t i = 0; i < pfds_.size() && ready_.size() < std::size_t(n); ++i) {
-            const pollfd& p = pfds_[i];
-            if (!p.revents) continue;
-            if (i == 0) {
-                wake = true;
-                continue;
-            }
-            if (i == 1) {
-                signal = true;
-                continue;
-            }
+        const bool wake = pfds_[0].revents, signal = pfds_[1].revents;
+        int left = n - int(wake) - int(signal);
+        // The scan visits every watched fd, each iteration, and stops at the last one ready:
+        // four entries to a test while none is, in locals rather than members a push_back
+        // might change (it was 40 % of the user time of bench/pipe_chain on poll).
+        const pollfd* p = pfds_.data() + 2;
+        const pollfd* const end = pfds_.data() + pfds_.size();
+        auto take = [&](const pollfd& e) {
+            --left;
             std::uint8_t bits = 0;
-            if (p.revents & (POLLIN | POLLHUP | POLLERR)) bits |= 1;
-            if (p.revents & (POLLOUT | POLLHUP | POLLERR)) bits |= 2;
+            if (e.revents & (POLLIN | POLLHUP | POLLERR)) bits |= 1;
+            if (e.revents & (POLLOUT | POLLHUP | POLLERR)) bits |= 2;
             // POLLNVAL: closed while watched (bits 0 marks it for forget_fd below).
-            ready_.push_back({p.fd, (p.revents & POLLNVAL) ? std::uint8_t(0) : bits});
+            ready_.push_back({e.fd, (e.revents & POLLNVAL) ? std::uint8_t(0) : bits});
+        };
+        for (; left > 0 && end - p >= 4; p += 4) {
+            if (!(p[0].revents | p[1].revents | p[2].revents | p[3].revents)) continue;
+            for (int k = 0; k < 4; ++k)
+                if (p[k].revents) take(p[k]);
         }
+        for (; left > 0 && p != end; ++p)
+            if (p->revents) take(*p);
         if (wake) {
             std::uint64_t v;
             while (::read(wakefd_, &v, sizeof v) > 0) {

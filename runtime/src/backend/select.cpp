@@ -9,6 +9,7 @@
 #include <coev/runtime/log.hpp>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
@@ -102,15 +103,37 @@ public:
             }
         }
         if (signalfd_ >= 0 && FD_ISSET(signalfd_, &r)) loop.signals().on_readable();
-        // The highest fd still watched shrinks lazily, here, where the sets are scanned anyway.
+        // A word of 64 fds at a time, and only the set bits of it: the scan runs every
+        // iteration over every watched fd. The highest fd still watched shrinks lazily,
+        // here, where the sets are read anyway.
+        const words rs = bits_of(r), ws = bits_of(w), watched_r = bits_of(read_),
+                    watched_w = bits_of(write_);
         int highest = -1;
-        for (int fd = 0; fd <= max_fd_; ++fd) {
-            if (fd == wakefd_ || fd == signalfd_) continue;
-            auto bits = std::uint8_t((FD_ISSET(fd, &r) ? 1 : 0) | (FD_ISSET(fd, &w) ? 2 : 0));
-            if (bits) loop.on_fd_event(fd, bits);
-            if (FD_ISSET(fd, &read_) || FD_ISSET(fd, &write_)) highest = fd;
+        const int last = max_fd_ / 64;
+        for (int i = 0; i <= last; ++i) {
+            std::uint64_t any = rs[std::size_t(i)] | ws[std::size_t(i)];
+            while (any) {
+                const int bit = __builtin_ctzll(any);
+                any &= any - 1;
+                const int fd = i * 64 + bit;
+                if (fd > max_fd_ || fd == wakefd_ || fd == signalfd_) continue;
+                const std::uint64_t m = std::uint64_t{1} << bit;
+                loop.on_fd_event(fd, std::uint8_t((rs[std::size_t(i)] & m ? 1 : 0) |
+                                                  (ws[std::size_t(i)] & m ? 2 : 0)));
+            }
+            if (const std::uint64_t wanted = watched_r[std::size_t(i)] | watched_w[std::size_t(i)])
+                highest = i * 64 + 63 - __builtin_clzll(wanted);
         }
-        max_fd_ = highest;
+        max_fd_ = std::min(highest, max_fd_);
+    }
+
+    // fd_set as 64-bit words: fd f is bit f % 64 of word f / 64 (glibc's and musl's layout).
+    using words = std::array<std::uint64_t, FD_SETSIZE / 64>;
+    static_assert(sizeof(fd_set) == sizeof(words));
+    static words bits_of(const fd_set& s) noexcept {
+        words out;
+        std::memcpy(out.data(), &s, sizeof out);
+        return out;
     }
 
     // An fd was closed while watched: its waiters resume with error::closed.

@@ -135,6 +135,7 @@ struct alignas(32) fd_state {
     bool not_socket = false;      // recv()/send() said ENOTSOCK: use read()/write()
     bool seen = false;            // first use checked (debug mode: is it non-blocking?)
     std::uint8_t kind = 0;        // 0 not known yet, 1 a SOCK_STREAM socket, 2 anything else
+    std::uint8_t watched = 0;     // level backends: the directions the backend watches
 };
 
 /// The stop callback every coev awaiter installs: cancels its waiter through the loop.
@@ -315,9 +316,16 @@ public:
         const std::vector<detail::io_wait*> now = orphans_;  // f may complete them
         for (detail::io_wait* w : now) f(*w);
     }
-    /// Who waits on `fd` changed; level-triggered backends adjust what they watch.
+    /// Who waits on `fd` changed; level-triggered backends adjust what they watch. Less
+    /// interest is told to the backend just before it next waits (flush_interest): a task
+    /// resumed from a read usually reads again before then, and the backend's entry for its
+    /// fd need not change at all.
     void interest_changed(int fd, detail::fd_state& st) noexcept {
-        if (level_backend_) update_interest(fd, st);
+        if (!level_backend_) return;
+        const auto want = std::uint8_t((st.reader ? 1u : 0u) | (st.writer ? 2u : 0u));
+        if (want == st.watched) return;
+        if (want & ~st.watched) update_interest(fd, st);
+        else fade_interest(fd, st);
     }
     /// Has the backend watch `fd` (see detail::backend::watch).
     std::error_code watch_fd(int fd, detail::fd_state& st, bool rearm) noexcept;
@@ -426,6 +434,8 @@ private:
     void note_thread() noexcept;
     detail::fd_state& grow_fds(std::size_t i);
     void grow_send_now(std::size_t i) noexcept;
+    void fade_interest(int fd, detail::fd_state& st) noexcept;
+    void flush_interest() noexcept;
     void update_interest(int fd, detail::fd_state& st) noexcept;
     void wake_fd_waiter(int fd, detail::fd_state& st, detail::io_wait*& slot) noexcept;
 
@@ -434,6 +444,7 @@ private:
     detail::timer_queue timers_;
     std::vector<detail::fd_state> fds_;
     std::vector<std::uint8_t> send_now_;  // see may_send_now()
+    std::vector<int> fading_;             // fds whose waiters left (interest_changed)
     std::vector<detail::io_wait*> orphans_;  // see for_each_orphan()
     std::unique_ptr<detail::signal_hub> signals_;
     detail::stop_pool stop_slots_;  // outlives the waits the destructor's body ends

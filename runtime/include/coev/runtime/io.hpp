@@ -156,15 +156,20 @@ protected:
             return false;
         io_wait*& slot = w_.dir ? st->writer : st->reader;
         if (slot || (p && p->stop->stop_possible())) return false;
+        enlist(*loop, slot, h, p);
+        loop->interest_changed(w_.fd, *st);
+        return true;
+    }
+    /// Makes the wait `slot`'s, to be resumed through `h`.
+    void enlist(event_loop& loop, io_wait*& slot, std::coroutine_handle<> h,
+                promise_base* p) noexcept {
         w_.node.handle = h;
         w_.node.priority = priority_of(p);
         w_.cancel = &cancel_io;
-        w_.loop = loop;
+        w_.loop = &loop;
         slot = &w_;
-        if (w_.dir) loop->set_send_now(w_.fd, false);  // the next write queues behind this one
-        loop->count_wait(1);
-        loop->interest_changed(w_.fd, *st);
-        return true;
+        if (w_.dir) loop.set_send_now(w_.fd, false);  // the next write queues behind this one
+        loop.count_wait(1);
     }
     /// After the wait: disarms what is left; false when the wait failed (see w_.ec).
     bool finish() noexcept {
