@@ -108,10 +108,11 @@ public:
         }
         // Each event's entry, then its waiter one event ahead: the memory arrives while the
         // previous event's read runs in the kernel.
-        for (int i = 0; i < n; ++i) loop.prefetch_fd(static_cast<int>(events_[i].data.u64));
+        // (The wake-up and signal tags are past any fd: prefetch_* ignore them.)
+        for (int i = 0; i < n; ++i) loop.prefetch_fd(fd_of(events_[i]));
         for (int i = 0; i < n; ++i) {
             const epoll_event& e = events_[i];
-            if (i + 1 < n) loop.prefetch_waiters(static_cast<int>(events_[i + 1].data.u64));
+            if (i + 1 < n) loop.prefetch_waiters(fd_of(events_[i + 1]));
             if (e.data.u64 == wake_tag) {
                 std::uint64_t v;
                 while (::read(wakefd_, &v, sizeof v) > 0) {
@@ -142,6 +143,10 @@ public:
     }
 
 private:
+    // An event's fd, or -1 for the wake-up and signal tags.
+    static int fd_of(const epoll_event& e) noexcept {
+        return e.data.u64 >> 31 ? -1 : static_cast<int>(e.data.u64);
+    }
     int wait_for(std::int64_t timeout_ns) noexcept {
         const int max = static_cast<int>(events_.size());
 #if COEV_HAVE_EPOLL_PWAIT2

@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <array>
+#include <bit>
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
@@ -130,6 +131,8 @@ public:
     // fd_set as 64-bit words: fd f is bit f % 64 of word f / 64 (glibc's and musl's layout).
     using words = std::array<std::uint64_t, FD_SETSIZE / 64>;
     static_assert(sizeof(fd_set) == sizeof(words));
+    // With 32-bit words (fd_set's are longs) only a little-endian layout keeps that numbering.
+    static_assert(sizeof(long) == 8 || std::endian::native == std::endian::little);
     static words bits_of(const fd_set& s) noexcept {
         words out;
         std::memcpy(out.data(), &s, sizeof out);

@@ -317,6 +317,10 @@ public:
         if (made_) wait_.~transfer_awaiter();
     }
     bool await_ready() noexcept {
+        if (made_) [[unlikely]] {  // awaited again: the last await's wait is done with
+            wait_.~transfer_awaiter();
+            made_ = false;
+        }
         // A socket whose writes go out whole: send without a look at its entry, as a callback
         // would, without making the wait.
         // Anything but the whole buffer sent goes through the entry (after_send).
