@@ -614,7 +614,7 @@ std::error_code detail::check_fd(int fd) noexcept {
 
 void event_loop::update_interest(int fd, detail::fd_state& st) noexcept {
     backend_->update(fd, st);
-    st.watched = std::uint8_t((st.reader ? 1u : 0u) | (st.writer ? 2u : 0u));
+    st.watched = st.wanted();
 }
 
 void event_loop::fade_interest(int fd, detail::fd_state& st) noexcept {
@@ -631,8 +631,7 @@ void event_loop::flush_interest() noexcept {
     for (int fd : fading_) {
         if (static_cast<std::size_t>(fd) >= fds_.size()) continue;
         detail::fd_state& st = fds_[std::size_t(fd)];
-        const auto want = std::uint8_t((st.reader ? 1u : 0u) | (st.writer ? 2u : 0u));
-        if (want != st.watched) update_interest(fd, st);
+        if (st.wanted() != st.watched) update_interest(fd, st);
     }
     fading_.clear();
 }

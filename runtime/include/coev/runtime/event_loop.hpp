@@ -136,6 +136,10 @@ struct alignas(32) fd_state {
     bool seen = false;            // first use checked (debug mode: is it non-blocking?)
     std::uint8_t kind = 0;        // 0 not known yet, 1 a SOCK_STREAM socket, 2 anything else
     std::uint8_t watched = 0;     // level backends: the directions the backend watches
+    /// The directions someone waits on: bit 0 read, bit 1 write.
+    std::uint8_t wanted() const noexcept {
+        return std::uint8_t((reader ? 1u : 0u) | (writer ? 2u : 0u));
+    }
 };
 
 /// The stop callback every coev awaiter installs: cancels its waiter through the loop.
@@ -322,7 +326,7 @@ public:
     /// fd need not change at all.
     void interest_changed(int fd, detail::fd_state& st) noexcept {
         if (!level_backend_) return;
-        const auto want = std::uint8_t((st.reader ? 1u : 0u) | (st.writer ? 2u : 0u));
+        const std::uint8_t want = st.wanted();
         if (want == st.watched) return;
         if (want & ~st.watched) update_interest(fd, st);
         else fade_interest(fd, st);
